@@ -1,0 +1,56 @@
+# signalroom: `make run` starts the demo, `make test` runs every check. See README.md.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.installed
+# Debian packages the tests use: a real PostgreSQL for the state store tests.
+TEST_DEBS := postgresql
+
+.PHONY: help install run test lint typecheck pytest bench lock ui clean
+
+help:
+	@echo "make run      set up and start signalroom with the demo configuration on http://127.0.0.1:8290"
+	@echo "make test     install what the tests need and run lint, type checks and the whole test suite"
+	@echo "make install  set up the virtual environment only"
+	@echo "make bench    run the benchmarks and record their results in bench/results/"
+	@echo "make lock     re-resolve requirements.lock after changing dependencies in pyproject.toml"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+ui:
+	@if [ -f ui/package.json ]; then cd ui && npm ci --no-audit --no-fund && npm run build; fi
+
+run: install ui
+	$(BIN)/signalroom serve --config examples/demo.yml --data-dir data --log-format console
+
+test: install
+	scripts/install-system-deps.sh $(TEST_DEBS)
+	$(MAKE) lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+lock:
+	$(UV) pip compile --quiet --python $(BIN)/python pyproject.toml --extra dev -o requirements.lock
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

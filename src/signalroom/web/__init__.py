@@ -1,0 +1,1 @@
+"""HTTP: the server, its middleware, authentication and the API routers."""

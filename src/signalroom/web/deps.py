@@ -1,0 +1,54 @@
+"""FastAPI dependencies every router uses: who is calling, for which tenant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+
+from signalroom.auth import AuthError, Principal
+from signalroom.config import TENANT_PATTERN, Scope
+from signalroom.log import tenant_var
+
+if TYPE_CHECKING:
+    from signalroom.app import Signalroom
+
+TENANT_HEADER = "X-Scope-OrgID"
+DEFAULT_TENANT = "default"
+
+
+def runtime_of(request: Request) -> Signalroom:
+    runtime: Signalroom = request.app.state.runtime
+    return runtime
+
+
+def tenant_of(request: Request) -> str:
+    """The tenant named by ``X-Scope-OrgID``, or ``default``; an invalid id is a 400."""
+    tenant = request.headers.get(TENANT_HEADER, DEFAULT_TENANT).strip() or DEFAULT_TENANT
+    if not TENANT_PATTERN.match(tenant):
+        raise AuthError(400, f"invalid {TENANT_HEADER} {tenant!r}: use 1-128 of A-Z a-z 0-9 _ . -")
+    return tenant
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What a route handler learns about its caller."""
+
+    principal: Principal
+    tenant: str
+
+
+def require(scope: Scope) -> Callable[[Request], Caller]:
+    """A dependency that authenticates and authorises: ``Depends(require("read"))``."""
+
+    def dependency(request: Request) -> Caller:
+        authenticator = runtime_of(request).authenticator
+        principal = authenticator.authenticate(request.headers.get("authorization"))
+        tenant = tenant_of(request)
+        authenticator.check(principal, scope, tenant, f"{request.method} {request.url.path}")
+        tenant_var.set(tenant)
+        return Caller(principal, tenant)
+
+    return dependency
