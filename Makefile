@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
+# Some machines set this; without cached bytecode every server start re-compiles its imports.
+unexport PYTHONDONTWRITEBYTECODE
 # Debian packages the tests use: a real PostgreSQL for the state store tests.
 TEST_DEBS := postgresql
 
@@ -24,6 +26,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib src > /dev/null || true
 	@touch $@
 
 ui:

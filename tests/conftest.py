@@ -15,3 +15,6 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.fail(f"{SHARED_DIR} is missing: the conformance data must sit beside the repository")
     return SHARED_DIR
+
+
+pytest_plugins = ["tests.support.postgres"]
