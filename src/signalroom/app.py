@@ -131,7 +131,11 @@ class Signalroom:
         self.ready = True
         log.info(
             "signalroom started",
-            extra={"listen": str(self.listen), "data_dir": str(self.data_dir), "config": self.config.digest()},
+            extra={
+                "listen": str(self.listen),
+                "data_dir": str(self.data_dir),
+                "config": self.config.digest(),
+            },
         )
 
     async def stop(self) -> None:
@@ -200,8 +204,11 @@ class Signalroom:
             self.last_reload_ok = result.ok
             self.last_reload_at = time.time()
             level = logging.INFO if result.ok else logging.ERROR
-            log.log(level, "configuration reload: " + result.message,
-                    extra={"restart_needed": result.restart_needed} if result.restart_needed else {})
+            log.log(
+                level,
+                "configuration reload: " + result.message,
+                extra={"restart_needed": result.restart_needed} if result.restart_needed else {},
+            )
             return result
 
     def _reload(self) -> ReloadResult:

@@ -56,7 +56,9 @@ class Authenticator:
 
     def __init__(self, config: AuthConfig) -> None:
         self._by_hash = {
-            t.sha256: Principal(t.name, frozenset(t.scopes), frozenset(t.tenants) if t.tenants else None)
+            t.sha256: Principal(
+                t.name, frozenset(t.scopes), frozenset(t.tenants) if t.tenants else None
+            )
             for t in config.tokens
         }
 
@@ -82,7 +84,9 @@ class Authenticator:
     def check(principal: Principal, scope: Scope, tenant: str, action: str) -> None:
         """Raise 403 unless ``principal`` may use ``scope`` for ``tenant``."""
         if not principal.allows(scope):
-            raise AuthError(403, f"token {principal.name!r} lacks scope {scope!r} needed for {action}")
+            raise AuthError(
+                403, f"token {principal.name!r} lacks scope {scope!r} needed for {action}"
+            )
         if principal.tenants is not None and tenant not in principal.tenants:
             raise AuthError(403, f"token {principal.name!r} may not act for tenant {tenant!r}")
 

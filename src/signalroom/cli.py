@@ -14,14 +14,16 @@ from signalroom.config import Config, ConfigError, load_config, parse_listen
 
 app = typer.Typer(
     name="signalroom",
-    help="Metrics, alerting, logs, traces, events and business KPIs for product teams, in one program.",
+    help="Metrics, alerting, logs, traces, events and business KPIs for product teams.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 token_app = typer.Typer(help="Create API tokens for auth.tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
-alerting_app = typer.Typer(help="Work with the alert manager's configuration.", no_args_is_help=True)
+alerting_app = typer.Typer(
+    help="Work with the alert manager's configuration.", no_args_is_help=True
+)
 routes_app = typer.Typer(help="Inspect the routing tree.", no_args_is_help=True)
 alerting_app.add_typer(routes_app, name="routes")
 app.add_typer(alerting_app, name="alerting")
@@ -46,10 +48,14 @@ def serve(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Configuration file (signalroom.yml).")
     ] = None,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where all data is stored.")] = Path("data"),
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where all data is stored.")] = Path(
+        "data"
+    ),
     listen: Annotated[
         str | None,
-        typer.Option("--listen", help="HOST:PORT to serve on [default: server.listen, 127.0.0.1:8290]."),
+        typer.Option(
+            "--listen", help="HOST:PORT to serve on [default: server.listen, 127.0.0.1:8290]."
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     log_format: Annotated[str, typer.Option(help="json (one object a line) or console.")] = "json",
@@ -88,7 +94,9 @@ def check_config(
             for problem in exc.problems:
                 err.print(f"[red]FAILED:[/red] {problem}", soft_wrap=True)
             continue
-        out.print(f"[green]SUCCESS:[/green] {path} is valid signalroom configuration ({cfg.digest()})")
+        out.print(
+            f"[green]SUCCESS:[/green] {path} is valid signalroom configuration ({cfg.digest()})"
+        )
     raise typer.Exit(1 if failed else 0)
 
 
@@ -105,18 +113,26 @@ def token_new(
     wanted = [s.strip() for s in scopes.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in ("read", "write", "admin")]
     if unknown or not wanted:
-        raise typer.BadParameter(f"unknown scopes {unknown}; use read, write, admin", param_hint="--scopes")
+        raise typer.BadParameter(
+            f"unknown scopes {unknown}; use read, write, admin", param_hint="--scopes"
+        )
     token = new_token()
     err.print("Keep this token secret; signalroom stores only its hash.")
-    out.print(f"token: {token}")
-    out.print("\n# add to signalroom.yml:\nauth:\n  tokens:")
-    out.print(f"    - name: {name}\n      sha256: {hash_token(token)}\n      scopes: [{', '.join(wanted)}]")
+    typer.echo(f"token: {token}")
+    typer.echo("\n# add to signalroom.yml:\nauth:\n  tokens:")
+    typer.echo(
+        f"    - name: {name}\n"
+        f"      sha256: {hash_token(token)}\n"
+        f"      scopes: [{', '.join(wanted)}]"
+    )
 
 
 @app.command("promql-test")
 def promql_test(
     files: Annotated[list[Path], typer.Argument(help="promqltest files (Prometheus' test DSL).")],
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show each failing case.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show each failing case.")
+    ] = False,
 ) -> None:
     """Run PromQL test files against signalroom's engine; prints 'N passed, N failed'."""
     from signalroom.promql.promqltest import main as run_promqltest
@@ -126,9 +142,14 @@ def promql_test(
 
 @routes_app.command("test")
 def routes_test(
-    labels: Annotated[list[str] | None, typer.Argument(help="Labels of the alert, as NAME=VALUE.")] = None,
+    labels: Annotated[
+        list[str] | None, typer.Argument(help="Labels of the alert, as NAME=VALUE.")
+    ] = None,
     config_file: Annotated[
-        Path, typer.Option("--config.file", help="alertmanager.yml, or signalroom.yml with an alerting section.")
+        Path,
+        typer.Option(
+            "--config.file", help="alertmanager.yml, or signalroom.yml with an alerting section."
+        ),
     ] = Path("alertmanager.yml"),
     tree: Annotated[bool, typer.Option("--tree", help="Show the routing tree as well.")] = False,
     verify_receivers: Annotated[
@@ -138,7 +159,9 @@ def routes_test(
     """Answer which receivers an alert with these labels goes to, as `amtool config routes test`."""
     from signalroom.alerting.routes_test import routes_test as run_routes_test
 
-    output, code = run_routes_test(config_file, labels or [], tree=tree, verify_receivers=verify_receivers)
+    output, code = run_routes_test(
+        config_file, labels or [], tree=tree, verify_receivers=verify_receivers
+    )
     # amtool's exact bytes, so scripts that compare outputs keep working
     (sys.stderr if output.startswith("amtool: error") else sys.stdout).write(output)
     raise typer.Exit(code)

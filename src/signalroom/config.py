@@ -185,7 +185,9 @@ class TokenConfig(ConfigModel):
     def _hex_digest(cls, value: str) -> str:
         value = value.strip().lower().removeprefix("sha256:")
         if not re.fullmatch(r"[0-9a-f]{64}", value):
-            raise ValueError("expected the 64 hex digits of a SHA-256 hash (see `signalroom token new`)")
+            raise ValueError(
+                "expected the 64 hex digits of a SHA-256 hash (see `signalroom token new`)"
+            )
         return value
 
     @field_validator("tenants")
@@ -315,7 +317,11 @@ def _to_python(node: yaml.Node, path: Path_, positions: _Positions, env: Mapping
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if key_node.tag != "tag:yaml.org,2002:str" else key_node.value
+            key = (
+                yaml.safe_load(yaml.serialize(key_node))
+                if key_node.tag != "tag:yaml.org,2002:str"
+                else key_node.value
+            )
             if key in result:
                 line, column = _mark(key_node)
                 raise ConfigError([f"{line}:{column}: duplicate key {key!r}"])
@@ -341,8 +347,10 @@ def _expand_env(text: str, env: Mapping[str, str], where: Position) -> str:
         if default is not None:
             return default
         raise ConfigError(
-            [f"{where[0]}:{where[1]}: environment variable {name} is not set "
-             f"(set it, or write ${{{name}:-default}})"]
+            [
+                f"{where[0]}:{where[1]}: environment variable {name} is not set "
+                f"(set it, or write ${{{name}:-default}})"
+            ]
         )
 
     return _ENV_RE.sub(substitute, text)
@@ -357,7 +365,9 @@ def _format_loc(loc: tuple[str | int, ...]) -> str:
 
 def _clean_loc(loc: tuple[str | int, ...]) -> Path_:
     # pydantic adds the names of union members and validators to loc; keep document keys only.
-    return tuple(p for p in loc if isinstance(p, int) or not (p.startswith("function-") or "[" in p))
+    return tuple(
+        p for p in loc if isinstance(p, int) or not (p.startswith("function-") or "[" in p)
+    )
 
 
 def parse_config(

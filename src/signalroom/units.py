@@ -14,7 +14,9 @@ _DURATION_UNITS_MS = {
     "ms": 1,
 }
 # Units must appear largest first, each at most once, as in Prometheus' model.ParseDuration.
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DURATION_RE = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
 
 _BYTE_UNITS = {
     "B": 1,
@@ -43,7 +45,9 @@ def parse_duration_ms(text: str) -> int:
         return 0
     match = _DURATION_RE.match(text)
     if not text or match is None:
-        raise ValueError(f"not a valid duration string: {text!r} (use forms like 30s, 5m, 1h30m, 7d)")
+        raise ValueError(
+            f"not a valid duration string: {text!r} (use forms like 30s, 5m, 1h30m, 7d)"
+        )
     total = 0
     for amount, unit in zip(match.groups(), _DURATION_UNITS_MS.values(), strict=True):
         if amount is not None:

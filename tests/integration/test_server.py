@@ -47,13 +47,19 @@ def test_lifecycle_endpoints_request_ids_and_json_logs(tmp_path: Path) -> None:
         assert status["authEnabled"] is False
         generated = client.get("/api/sr/status").headers["x-request-id"]
         assert len(generated) == 16
-        assert client.get("/api/sr/status", headers={"X-Request-ID": "bad id with spaces"}).headers[
-            "x-request-id"
-        ] != "bad id with spaces"
+        assert (
+            client.get("/api/sr/status", headers={"X-Request-ID": "bad id with spaces"}).headers[
+                "x-request-id"
+            ]
+            != "bad id with spaces"
+        )
         openapi = client.get("/openapi.json").json()
         assert "/-/reload" in openapi["paths"]
         metrics = client.get("/metrics").text
-        assert 'signalroom_http_requests_total{code="200",handler="/api/sr/status",method="GET"}' in metrics
+        assert (
+            'signalroom_http_requests_total{code="200",handler="/api/sr/status",method="GET"}'
+            in metrics
+        )
         assert "signalroom_http_request_duration_seconds_bucket" in metrics
         assert "process_resident_memory_bytes" in metrics
         missing = client.get("/no/such/route")
@@ -61,14 +67,20 @@ def test_lifecycle_endpoints_request_ids_and_json_logs(tmp_path: Path) -> None:
         assert missing.json() == {"status": "error", "errorType": "not_found", "error": "Not Found"}
     lines = log_lines(server.log())
     access = [line for line in lines if line.get("logger") == "signalroom.http"]
-    assert any(line["request_id"] == "req-42" and line["path"] == "/api/sr/status" and line["status"] == 200
-               for line in access)
+    assert any(
+        line["request_id"] == "req-42"
+        and line["path"] == "/api/sr/status"
+        and line["status"] == 200
+        for line in access
+    )
     assert any(line.get("msg") == "signalroom stopped" for line in lines)
 
 
 def test_openmetrics_negotiation(tmp_path: Path) -> None:
     with running_server(tmp_path) as server, server.client() as client:
-        response = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        response = client.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
         assert response.headers["content-type"].startswith("application/openmetrics-text")
         assert response.text.rstrip().endswith("# EOF")
 
@@ -82,7 +94,10 @@ def test_tokens_scopes_and_tenants(tmp_path: Path) -> None:
         assert anonymous.status_code == 401
         assert anonymous.headers["www-authenticate"].startswith("Bearer")
         assert anonymous.json()["errorType"] == "unauthorized"
-        assert client.get("/api/sr/status", headers=bearer("sr_wrong")).json()["error"] == "invalid API token"
+        assert (
+            client.get("/api/sr/status", headers=bearer("sr_wrong")).json()["error"]
+            == "invalid API token"
+        )
         ok = client.get("/api/sr/status", headers={**bearer(READER), "X-Scope-OrgID": "shop"})
         assert ok.status_code == 200
         assert ok.json()["data"]["tenant"] == "shop"
@@ -90,10 +105,15 @@ def test_tokens_scopes_and_tenants(tmp_path: Path) -> None:
         assert client.get("/metrics", auth=("grafana", READER)).status_code == 200
         forbidden = client.post("/-/reload", headers=bearer(READER))
         assert forbidden.status_code == 403
-        assert forbidden.json()["error"] == "token 'reader' lacks scope 'admin' needed for POST /-/reload"
+        assert (
+            forbidden.json()["error"]
+            == "token 'reader' lacks scope 'admin' needed for POST /-/reload"
+        )
         assert client.get("/metrics", headers=bearer(WRITER)).status_code == 403
         assert client.post("/-/reload", headers=bearer(ADMIN)).status_code == 200
-        bad_tenant = client.get("/api/sr/status", headers={**bearer(READER), "X-Scope-OrgID": "a/b"})
+        bad_tenant = client.get(
+            "/api/sr/status", headers={**bearer(READER), "X-Scope-OrgID": "a/b"}
+        )
         assert bad_tenant.status_code == 400
         assert "X-Scope-OrgID" in bad_tenant.json()["error"]
 
@@ -110,7 +130,10 @@ def test_body_limit_from_content_length(tmp_path: Path) -> None:
 
 
 def test_reload_by_sighup_and_http_keeps_running_config_when_invalid(tmp_path: Path) -> None:
-    with running_server(tmp_path, "limits: {max_request_body: 1KB}\n") as server, server.client() as client:
+    with (
+        running_server(tmp_path, "limits: {max_request_body: 1KB}\n") as server,
+        server.client() as client,
+    ):
         config_path = tmp_path / "signalroom.yml"
         config_path.write_text("limits: {max_request_body: 4KB}\n")
         server.signal(signal.SIGHUP)
@@ -122,7 +145,10 @@ def test_reload_by_sighup_and_http_keeps_running_config_when_invalid(tmp_path: P
         answer = client.post("/-/reload")
         assert answer.status_code == 400
         assert "kept the running configuration" in answer.json()["error"]
-        assert "signalroom.yml:3:3: limits.max_bogus: unknown key 'max_bogus'" in answer.json()["error"]
+        assert (
+            "signalroom.yml:3:3: limits.max_bogus: unknown key 'max_bogus'"
+            in answer.json()["error"]
+        )
         # still the 4KB limit from the last good configuration
         assert client.post("/-/reload", content=b"x" * 3000).status_code == 400
         assert client.get("/api/sr/status").json()["data"]["lastReloadSuccessful"] is False
@@ -135,12 +161,19 @@ def test_reload_by_sighup_and_http_keeps_running_config_when_invalid(tmp_path: P
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "signalroom", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "signalroom", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_non_loopback_without_tokens_is_refused(tmp_path: Path) -> None:
-    result = run_cli("serve", "--listen", f"0.0.0.0:{free_port()}", "--data-dir", str(tmp_path), cwd=tmp_path)
+    result = run_cli(
+        "serve", "--listen", f"0.0.0.0:{free_port()}", "--data-dir", str(tmp_path), cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0" in result.stderr
     assert "signalroom token new" in result.stderr
@@ -158,8 +191,14 @@ def test_invalid_config_names_its_line(tmp_path: Path) -> None:
 
 def test_second_server_on_same_data_dir_is_refused(tmp_path: Path) -> None:
     with running_server(tmp_path):
-        result = run_cli("serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir",
-                         str(tmp_path / "data"), cwd=tmp_path)
+        result = run_cli(
+            "serve",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--data-dir",
+            str(tmp_path / "data"),
+            cwd=tmp_path,
+        )
         assert result.returncode != 0
         assert "is in use by signalroom pid" in result.stdout + result.stderr
 

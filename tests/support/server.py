@@ -52,7 +52,9 @@ class ServerProcess:
         return self.process.returncode
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30) -> None:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -77,16 +79,30 @@ def running_server(
     """Start ``signalroom serve`` on a free loopback port and stop it afterwards."""
     port = free_port()
     data = data_dir or tmp_path / "data"
-    args = [sys.executable, "-m", "signalroom", "serve", "--data-dir", str(data),
-            "--listen", f"127.0.0.1:{port}", *extra_args]
+    args = [
+        sys.executable,
+        "-m",
+        "signalroom",
+        "serve",
+        "--data-dir",
+        str(data),
+        "--listen",
+        f"127.0.0.1:{port}",
+        *extra_args,
+    ]
     if config_text is not None:
         config_path = tmp_path / "signalroom.yml"
         config_path.write_text(config_text)
         args += ["--config", str(config_path)]
     log_path = tmp_path / f"server-{port}.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            args,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     server = ServerProcess(f"http://127.0.0.1:{port}", process, data, log_path)
     try:
         wait_ready(server.url, process, log_path)

@@ -10,8 +10,12 @@ pytestmark = pytest.mark.unit
 
 def authenticator(*tokens: tuple[str, str, list[str], list[str] | None]) -> Authenticator:
     return Authenticator(
-        AuthConfig(tokens=[TokenConfig(name=n, sha256=hash_token(t), scopes=s, tenants=ten)  # type: ignore[arg-type]
-                           for n, t, s, ten in tokens])
+        AuthConfig(
+            tokens=[
+                TokenConfig(name=n, sha256=hash_token(t), scopes=s, tenants=ten)  # type: ignore[arg-type]
+                for n, t, s, ten in tokens
+            ]
+        )
     )
 
 
@@ -40,12 +44,14 @@ def test_missing_or_wrong_credentials_are_401(header: str | None) -> None:
 
 def test_scopes_and_admin_implies_all() -> None:
     reader, writer, admin = new_token(), new_token(), new_token()
-    auth = authenticator(("r", reader, ["read"], None), ("w", writer, ["write"], None), ("a", admin, ["admin"], None))
+    auth = authenticator(
+        ("r", reader, ["read"], None), ("w", writer, ["write"], None), ("a", admin, ["admin"], None)
+    )
     read_only = auth.authenticate(f"Bearer {reader}")
     with pytest.raises(AuthError) as info:
         Authenticator.check(read_only, "write", "default", "POST /api/v1/write")
     assert info.value.status == 403
-    assert "token 'r' lacks scope 'write' needed for POST /api/v1/write" == info.value.message
+    assert info.value.message == "token 'r' lacks scope 'write' needed for POST /api/v1/write"
     Authenticator.check(auth.authenticate(f"Bearer {writer}"), "write", "default", "x")
     with pytest.raises(AuthError):
         Authenticator.check(auth.authenticate(f"Bearer {writer}"), "read", "default", "x")

@@ -62,7 +62,9 @@ def test_unknown_key_is_an_error_with_its_line() -> None:
 
 
 def test_every_problem_is_reported() -> None:
-    found = problems("global: {scrape_interval: 5x}\nauth: {tokens: [{name: a, sha256: nope, scopes: []}]}\n")
+    found = problems(
+        "global: {scrape_interval: 5x}\nauth: {tokens: [{name: a, sha256: nope, scopes: []}]}\n"
+    )
     assert len(found) == 3
     assert any("global.scrape_interval" in p and "5x" in p for p in found)
     assert any("auth.tokens[0].sha256" in p for p in found)
@@ -106,20 +108,26 @@ def test_env_expansion() -> None:
 
 def test_unset_env_variable_names_line_and_variable() -> None:
     found = problems("server:\n  listen: '${NOT_SET_ANYWHERE}'\n", env={})
-    assert found == ["s.yml:2:11: environment variable NOT_SET_ANYWHERE is not set (set it, or write ${NOT_SET_ANYWHERE:-default})"]
+    assert found == [
+        "s.yml:2:11: environment variable NOT_SET_ANYWHERE is not set "
+        "(set it, or write ${NOT_SET_ANYWHERE:-default})"
+    ]
 
 
 def test_file_secrets(tmp_path: Path) -> None:
     (tmp_path / "grafana.sha256").write_text(VALID_HASH + "\n")
     (tmp_path / "signalroom.yml").write_text(
-        "auth:\n  tokens:\n    - name: grafana\n      sha256_file: grafana.sha256\n      scopes: [read]\n"
+        "auth:\n  tokens:\n    - name: grafana\n"
+        "      sha256_file: grafana.sha256\n      scopes: [read]\n"
     )
     config = load_config(tmp_path / "signalroom.yml")
     assert config.auth.tokens[0].sha256 == VALID_HASH
 
 
 def test_missing_secret_file_is_named(tmp_path: Path) -> None:
-    (tmp_path / "s.yml").write_text("auth:\n  tokens:\n    - {name: a, sha256_file: gone.txt, scopes: [read]}\n")
+    (tmp_path / "s.yml").write_text(
+        "auth:\n  tokens:\n    - {name: a, sha256_file: gone.txt, scopes: [read]}\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "s.yml")
     assert "s.yml:3:" in info.value.problems[0]
@@ -128,7 +136,9 @@ def test_missing_secret_file_is_named(tmp_path: Path) -> None:
 
 
 def test_both_value_and_file_is_an_error() -> None:
-    found = problems(f"auth: {{tokens: [{{name: a, sha256: {VALID_HASH}, sha256_file: x, scopes: [read]}}]}}")
+    found = problems(
+        f"auth: {{tokens: [{{name: a, sha256: {VALID_HASH}, sha256_file: x, scopes: [read]}}]}}"
+    )
     assert "set either 'sha256' or 'sha256_file', not both" in found[0]
 
 
@@ -143,9 +153,14 @@ def test_top_level_must_be_a_mapping() -> None:
 
 @pytest.mark.parametrize(
     ("text", "host", "port", "loopback"),
-    [("127.0.0.1:8290", "127.0.0.1", 8290, True), ("localhost:1", "localhost", 1, True),
-     ("[::1]:9", "::1", 9, True), ("0.0.0.0:80", "0.0.0.0", 80, False), (":8290", "0.0.0.0", 8290, False),
-     ("10.1.2.3:5", "10.1.2.3", 5, False)],
+    [
+        ("127.0.0.1:8290", "127.0.0.1", 8290, True),
+        ("localhost:1", "localhost", 1, True),
+        ("[::1]:9", "::1", 9, True),
+        ("0.0.0.0:80", "0.0.0.0", 80, False),
+        (":8290", "0.0.0.0", 8290, False),
+        ("10.1.2.3:5", "10.1.2.3", 5, False),
+    ],
 )
 def test_parse_listen(text: str, host: str, port: int, loopback: bool) -> None:
     address = parse_listen(text)

@@ -7,8 +7,17 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize(
     ("text", "ms"),
-    [("0", 0), ("15s", 15_000), ("1h30m", 5_400_000), ("7d", 604_800_000), ("1w", 604_800_000),
-     ("1y", 31_536_000_000), ("250ms", 250), ("1m30s500ms", 90_500), ("2d12h", 216_000_000)],
+    [
+        ("0", 0),
+        ("15s", 15_000),
+        ("1h30m", 5_400_000),
+        ("7d", 604_800_000),
+        ("1w", 604_800_000),
+        ("1y", 31_536_000_000),
+        ("250ms", 250),
+        ("1m30s500ms", 90_500),
+        ("2d12h", 216_000_000),
+    ],
 )
 def test_parse_duration(text: str, ms: int) -> None:
     assert parse_duration_ms(text) == ms
@@ -27,8 +36,15 @@ def test_format_roundtrip(ms: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("512MB", 512 * 1024**2), ("1GiB", 1024**3), ("10gb", 10 * 1024**3), ("100", 100), (7, 7),
-     ("1.5KB", 1536), ("0B", 0)],
+    [
+        ("512MB", 512 * 1024**2),
+        ("1GiB", 1024**3),
+        ("10gb", 10 * 1024**3),
+        ("100", 100),
+        (7, 7),
+        ("1.5KB", 1536),
+        ("0B", 0),
+    ],
 )
 def test_parse_bytes(text: str | int, size: int) -> None:
     assert parse_bytes(text) == size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -41,7 +42,9 @@ ERROR_TYPES = {
 }
 
 BUILD_INFO = Gauge(
-    "signalroom_build_info", "A metric with a constant 1 labelled by signalroom's version.", ["version"]
+    "signalroom_build_info",
+    "A metric with a constant 1 labelled by signalroom's version.",
+    ["version"],
 )
 BUILD_INFO.labels(signalroom.__version__).set(1)
 CONFIG_RELOAD_SUCCESS = Gauge(
@@ -52,7 +55,9 @@ CONFIG_RELOAD_TIME = Gauge(
 )
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """Errors in the Prometheus API envelope, so every client parses them the same way."""
     body = {"status": "error", "errorType": ERROR_TYPES.get(status, "internal"), "error": message}
     return JSONResponse(body, status_code=status, headers=headers)
@@ -145,8 +150,12 @@ def _add_lifecycle_routes(app: FastAPI) -> None:
         result = await _reload(runtime_of(request))
         if not result.ok:
             return error_response(400, result.message)
-        return JSONResponse({"status": "success", "data": {"message": result.message,
-                                                            "restartNeeded": result.restart_needed}})
+        return JSONResponse(
+            {
+                "status": "success",
+                "data": {"message": result.message, "restartNeeded": result.restart_needed},
+            }
+        )
 
     @app.get("/metrics", tags=["lifecycle"])
     async def metrics(request: Request, caller: Caller = Depends(require("read"))) -> Response:
@@ -158,7 +167,7 @@ def _add_lifecycle_routes(app: FastAPI) -> None:
     async def status(request: Request, caller: Caller = Depends(require("read"))) -> dict[str, Any]:
         """What is running: version, uptime, configuration digest, storage."""
         runtime = runtime_of(request)
-        tables = {name: table.stats().as_dict() for name, table in runtime.tables.items()}
+        tables = {name: dataclasses.asdict(table.stats()) for name, table in runtime.tables.items()}
         return {
             "status": "success",
             "data": {
