@@ -149,10 +149,10 @@ def test_running_postgres_stops_and_removes_the_cluster_even_on_failure(tmp_path
 def test_missing_binaries_give_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(glob, "glob", lambda _pattern: [])
     monkeypatch.setenv("PATH", "")
-    with pytest.raises(PostgresUnavailable, match=r"scripts/install-postgres\.sh"):
+    with pytest.raises(PostgresUnavailable, match=r"scripts/install-system-deps\.sh postgresql"):
         pg_support.find_postgres_bindir()
     with (
-        pytest.raises(PostgresUnavailable, match=r"scripts/install-postgres\.sh"),
+        pytest.raises(PostgresUnavailable, match=r"scripts/install-system-deps\.sh postgresql"),
         running_postgres(Path("/nonexistent")),
     ):
         pass

@@ -11,7 +11,7 @@ or ``pytest_plugins = ["tests.support.postgres"]``, or ``pytest -p tests.support
 ``fresh_database(postgres_url)`` gives each test its own empty database on that cluster.
 
 The server binaries come from Debian's ``postgresql`` package; without them the helper raises
-``PostgresUnavailable`` telling to run ``scripts/install-postgres.sh`` (never a silent skip).
+``PostgresUnavailable`` telling to run ``scripts/install-system-deps.sh postgresql`` (never a silent skip).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def find_postgres_bindir() -> Path:
         return Path(on_path).resolve().parent
     raise PostgresUnavailable(
         "PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb and no initdb "
-        "on PATH): run scripts/install-postgres.sh (as root) to install them"
+        "on PATH): run scripts/install-system-deps.sh postgresql (as root) to install them"
     )
 
 
@@ -80,7 +80,7 @@ def _as_postgres_user() -> list[str]:
     except KeyError as exc:
         raise PostgresUnavailable(
             "running as root but there is no 'postgres' OS user to run the server as: "
-            "run scripts/install-postgres.sh"
+            "run scripts/install-system-deps.sh postgresql"
         ) from exc
     runuser = shutil.which("runuser")
     if runuser:
