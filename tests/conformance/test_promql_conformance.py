@@ -54,8 +54,11 @@ def test_conformance_files_present() -> None:
 @pytest.mark.parametrize("name", _test_files() or sorted(PASS_FLOOR))
 def test_promql_file_keeps_its_floor(name: str) -> None:
     result = run_file(CASES_DIR / name)
-    failures = [f"line {o.line}: {o.expr}: {o.message[:300]}" for o in result.outcomes
-                if o.status == "failed"]
+    failures = [
+        f"line {o.line}: {o.expr}: {o.message[:300]}"
+        for o in result.outcomes
+        if o.status == "failed"
+    ]
     floor = PASS_FLOOR.get(name, 0)
     assert result.passed >= floor, (
         f"{name}: {result.passed} passed, below the floor of {floor}; failures:\n"

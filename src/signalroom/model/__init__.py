@@ -1,0 +1,1 @@
+"""Pure data model shared by scrape, tsdb, promql and rules (labels, samples)."""

@@ -1,0 +1,438 @@
+"""The PromQL engine: evaluates a query over all its steps at once.
+
+Every node evaluates to a block covering all evaluation steps (see `blocks.py`), so range
+queries cost about as much as instant queries per series, with NumPy doing the per-step work.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from signalroom.model.labels import Labels
+from signalroom.promql import ast
+from signalroom.promql.blocks import (
+    DUPLICATE_LABELSET,
+    FloatArray,
+    IntArray,
+    RangeBlock,
+    ScalarBlock,
+    StringValue,
+    Value,
+    VectorBlock,
+)
+from signalroom.promql.storage import Querier, stale_mask
+from signalroom.promql.value import (
+    BadDataError,
+    ExecutionError,
+    Matrix,
+    QueryTimeoutError,
+    QueryValue,
+    Result,
+    Sample,
+    Scalar,
+    Series,
+    String,
+    Vector,
+)
+
+MAX_POINTS_PER_SERIES = 11_000
+
+
+class Engine:
+    """Evaluates PromQL against a `Querier` with Prometheus 3 semantics."""
+
+    def __init__(
+        self,
+        lookback_delta_ms: int = 300_000,
+        max_samples: int = 50_000_000,
+        timeout_s: float = 120.0,
+        default_subquery_step_ms: int = 60_000,
+    ) -> None:
+        self.lookback_delta_ms = lookback_delta_ms
+        self.max_samples = max_samples
+        self.timeout_s = timeout_s
+        self.default_subquery_step_ms = default_subquery_step_ms
+
+    def instant_query(self, querier: Querier, expr: str | ast.Expr, time_ms: int) -> Result:
+        """Evaluate `expr` at one instant."""
+        node = ast.parse(expr) if isinstance(expr, str) else expr
+        ev = Evaluator(self, querier, time_ms, time_ms, 0)
+        value = ev.eval(node, np.array([time_ms], dtype=np.int64))
+        out: QueryValue
+        if isinstance(value, ScalarBlock):
+            out = Scalar(float(value.values[0]), time_ms)
+        elif isinstance(value, StringValue):
+            out = String(value.value, time_ms)
+        elif isinstance(value, RangeBlock):
+            out = _range_block_to_matrix(value)
+        else:
+            out = _vector_block_to_vector(value, time_ms)
+        return ev.result(out)
+
+    def range_query(
+        self, querier: Querier, expr: str | ast.Expr, start_ms: int, end_ms: int, step_ms: int
+    ) -> Result:
+        """Evaluate `expr` at start, start+step, ... <= end; returns a Matrix."""
+        if step_ms <= 0:
+            raise BadDataError(
+                "zero or negative query resolution step widths are not accepted. "
+                "Try a positive integer"
+            )
+        if end_ms < start_ms:
+            raise BadDataError("end timestamp must not be before start time")
+        if (end_ms - start_ms) // step_ms + 1 > MAX_POINTS_PER_SERIES:
+            raise BadDataError(
+                "exceeded maximum resolution of 11,000 points per timeseries. "
+                "Try decreasing the query resolution (?step=XX)"
+            )
+        node = ast.parse(expr) if isinstance(expr, str) else expr
+        kind = static_type(node)
+        if kind not in ("scalar", "vector"):
+            raise BadDataError(
+                f'invalid expression type "{_type_display(kind)}" for range query, '
+                "must be Scalar or instant Vector"
+            )
+        steps = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
+        ev = Evaluator(self, querier, start_ms, end_ms, step_ms)
+        value = ev.eval(node, steps)
+        if isinstance(value, ScalarBlock):
+            out = Matrix([Series(Labels(), steps.copy(), value.values.copy())])
+        else:
+            assert isinstance(value, VectorBlock)
+            out = _vector_block_to_matrix(value, steps)
+        return ev.result(out)
+
+
+def _type_display(kind: str) -> str:
+    return {"matrix": "range vector", "vector": "instant vector"}.get(kind, kind)
+
+
+_SCALAR_FUNCS = {"time", "scalar", "pi"}
+
+
+def static_type(node: ast.Expr) -> str:
+    """The PromQL value type an expression produces: scalar, string, vector or matrix."""
+    node = ast.unwrap_parens(node)
+    if isinstance(node, ast.NumberLiteral):
+        return "scalar"
+    if isinstance(node, ast.StringLiteral):
+        return "string"
+    if isinstance(node, ast.VectorSelector | ast.Aggregate):
+        return "vector"
+    if isinstance(node, ast.MatrixSelector | ast.Subquery):
+        return "matrix"
+    if isinstance(node, ast.Call):
+        return "scalar" if node.name in _SCALAR_FUNCS else "vector"
+    if isinstance(node, ast.Unary):
+        return static_type(node.expr)
+    if isinstance(node, ast.Binary):
+        if static_type(node.lhs) == "scalar" and static_type(node.rhs) == "scalar":
+            return "scalar"
+        return "vector"
+    return "vector"
+
+
+def _final_labels(block: VectorBlock) -> list[Labels]:
+    return [
+        lbl.without_name() if drop else lbl
+        for lbl, drop in zip(block.labels, block.drop_name, strict=True)
+    ]
+
+
+def _vector_block_to_vector(block: VectorBlock, time_ms: int) -> Vector:
+    labels = _final_labels(block)
+    samples: list[Sample] = []
+    seen: set[Labels] = set()
+    for i, lbl in enumerate(labels):
+        if not block.mask[i, 0]:
+            continue
+        if lbl in seen:
+            raise ExecutionError(DUPLICATE_LABELSET)
+        seen.add(lbl)
+        samples.append(Sample(lbl, float(block.values[i, 0]), time_ms))
+    return Vector(samples)
+
+
+def _vector_block_to_matrix(block: VectorBlock, steps: IntArray) -> Matrix:
+    labels = _final_labels(block)
+    series: list[Series] = []
+    seen: set[Labels] = set()
+    for i, lbl in enumerate(labels):
+        m = block.mask[i]
+        if not m.any():
+            continue
+        if lbl in seen:
+            raise ExecutionError(DUPLICATE_LABELSET)
+        seen.add(lbl)
+        series.append(Series(lbl, steps[m], block.values[i][m]))
+    series.sort(key=lambda s: s.labels)
+    return Matrix(series)
+
+
+def _range_block_to_matrix(block: RangeBlock) -> Matrix:
+    series: list[Series] = []
+    for i, lbl in enumerate(block.labels):
+        lo, hi = block.bounds(i)
+        a, b = int(lo[0]), int(hi[0])
+        if b <= a:
+            continue
+        final = lbl.without_name() if block.drop_name[i] else lbl
+        series.append(Series(final, block.timestamps[i][a:b], block.values[i][a:b]))
+    series.sort(key=lambda s: s.labels)
+    return Matrix(series)
+
+
+class Evaluator:
+    """State of one query evaluation."""
+
+    def __init__(
+        self, engine: Engine, querier: Querier, start_ms: int, end_ms: int, step_ms: int
+    ) -> None:
+        self.engine = engine
+        self.querier = querier
+        self.start_ms = start_ms
+        self.end_ms = end_ms
+        self.step_ms = step_ms
+        self.lookback_ms = engine.lookback_delta_ms
+        self.deadline = time.monotonic() + engine.timeout_s
+        self.samples = 0
+        self.warnings: dict[str, None] = {}
+        self.infos: dict[str, None] = {}
+
+    # --- annotations ----------------------------------------------------------------
+    def warn(self, message: str) -> None:
+        self.warnings[f"PromQL warning: {message}"] = None
+
+    def info(self, message: str) -> None:
+        self.infos[f"PromQL info: {message}"] = None
+
+    def result(self, value: QueryValue) -> Result:
+        return Result(value, list(self.warnings), list(self.infos))
+
+    def _check_limits(self, added: int) -> None:
+        self.samples += added
+        if self.samples > self.engine.max_samples:
+            raise ExecutionError(
+                "query processing would load too many samples into memory in query execution"
+            )
+        if time.monotonic() > self.deadline:
+            raise QueryTimeoutError("query timed out in query execution")
+
+    # --- dispatch -------------------------------------------------------------------------
+    def eval(self, node: ast.Expr, steps: IntArray) -> Value:
+        if time.monotonic() > self.deadline:
+            raise QueryTimeoutError("query timed out in query execution")
+        if isinstance(node, ast.NumberLiteral):
+            return ScalarBlock(np.full(len(steps), node.value, dtype=np.float64))
+        if isinstance(node, ast.StringLiteral):
+            return StringValue(node.value)
+        if isinstance(node, ast.Paren):
+            return self.eval(node.expr, steps)
+        if isinstance(node, ast.Unary):
+            return self._eval_unary(node, steps)
+        if isinstance(node, ast.VectorSelector):
+            return self.select_instant(node, steps)
+        if isinstance(node, ast.MatrixSelector):
+            return self.select_range(node, steps)
+        if isinstance(node, ast.Subquery):
+            return self.eval_subquery(node, steps)
+        if isinstance(node, ast.Call):
+            from signalroom.promql.functions import call_function
+
+            return call_function(self, node, steps)
+        if isinstance(node, ast.Aggregate):
+            from signalroom.promql.aggregations import aggregate
+
+            return aggregate(self, node, steps)
+        if isinstance(node, ast.Binary):
+            from signalroom.promql.binary import binary
+
+            return binary(self, node, steps)
+        raise BadDataError(f"unsupported expression {node!r}")
+
+    def eval_vector(self, node: ast.Expr, steps: IntArray) -> VectorBlock:
+        value = self.eval(node, steps)
+        if not isinstance(value, VectorBlock):
+            raise BadDataError("expected instant vector")
+        return value
+
+    def eval_scalar(self, node: ast.Expr, steps: IntArray) -> FloatArray:
+        value = self.eval(node, steps)
+        if not isinstance(value, ScalarBlock):
+            raise BadDataError("expected scalar")
+        return value.values
+
+    def _eval_unary(self, node: ast.Unary, steps: IntArray) -> Value:
+        value = self.eval(node.expr, steps)
+        if isinstance(value, ScalarBlock):
+            return ScalarBlock(-value.values)
+        if isinstance(value, VectorBlock):
+            return VectorBlock(
+                value.labels,
+                -value.values,
+                value.mask,
+                np.ones(len(value.labels), dtype=bool),
+            )
+        raise BadDataError("unary expression only allowed on expressions of type scalar or vector")
+
+    # --- time -------------------------------------------------------------------------------
+    def effective_times(self, at: ast.At | None, offset_ms: int, steps: IntArray) -> IntArray:
+        """The time each step reads at, after `@` and `offset`."""
+        if at is None:
+            base = steps
+        elif at.kind == ast.AT_START:
+            base = np.full(len(steps), self.start_ms, dtype=np.int64)
+        elif at.kind == ast.AT_END:
+            base = np.full(len(steps), self.end_ms, dtype=np.int64)
+        else:
+            base = np.full(len(steps), at.time_ms, dtype=np.int64)
+        return (base - offset_ms).astype(np.int64)
+
+    # --- selectors -------------------------------------------------------------------------------
+    def select_instant(self, node: ast.VectorSelector, steps: IntArray) -> VectorBlock:
+        block, _ = self.select_instant_with_times(node, steps)
+        return block
+
+    def select_instant_with_times(
+        self, node: ast.VectorSelector, steps: IntArray
+    ) -> tuple[VectorBlock, FloatArray]:
+        """Instant selector plus, per point, the timestamp (s) of the sample it came from."""
+        times = self.effective_times(node.at, node.offset_ms, steps)
+        n_steps = len(steps)
+        if n_steps == 0:
+            return VectorBlock.empty(0), np.zeros((0, 0))
+        lo = int(times.min()) - self.lookback_ms + 1
+        hi = int(times.max())
+        found = sorted(self.querier.select(node.matchers, lo, hi), key=lambda s: s.labels)
+        labels: list[Labels] = []
+        values: list[FloatArray] = []
+        masks: list[np.ndarray] = []
+        sample_times: list[FloatArray] = []
+        for series in found:
+            ts = series.timestamps
+            if len(ts) == 0:
+                continue
+            idx = np.searchsorted(ts, times, side="right") - 1
+            valid = idx >= 0
+            idx = np.clip(idx, 0, None)
+            picked_t = ts[idx]
+            picked_v = series.values[idx]
+            valid &= picked_t > times - self.lookback_ms
+            valid &= ~stale_mask(picked_v)
+            if not valid.any():
+                continue
+            labels.append(series.labels)
+            values.append(np.where(valid, picked_v, 0.0))
+            masks.append(valid)
+            sample_times.append(picked_t / 1000.0)
+        if not labels:
+            return VectorBlock.empty(n_steps), np.zeros((0, n_steps))
+        mask = np.vstack(masks)
+        self._check_limits(int(mask.sum()))
+        block = VectorBlock(labels, np.vstack(values), mask, np.zeros(len(labels), dtype=bool))
+        return block, np.vstack(sample_times)
+
+    def select_range(self, node: ast.MatrixSelector, steps: IntArray) -> RangeBlock:
+        vs = node.selector
+        times = self.effective_times(vs.at, vs.offset_ms, steps)
+        win_start = times - node.range_ms
+        labels: list[Labels] = []
+        ts_list: list[IntArray] = []
+        val_list: list[FloatArray] = []
+        if len(steps):
+            found = self.querier.select(vs.matchers, int(win_start.min()) + 1, int(times.max()))
+            for series in sorted(found, key=lambda s: s.labels):
+                keep = ~stale_mask(series.values)
+                ts = series.timestamps[keep]
+                if len(ts) == 0:
+                    continue
+                labels.append(series.labels)
+                ts_list.append(ts)
+                val_list.append(series.values[keep])
+        block = RangeBlock(
+            labels,
+            ts_list,
+            val_list,
+            win_start,
+            times,
+            node.range_ms,
+            np.zeros(len(labels), dtype=bool),
+        )
+        total = 0
+        for i in range(len(labels)):
+            lo, hi = block.bounds(i)
+            total += int((hi - lo).sum())
+        self._check_limits(total)
+        return block
+
+    def eval_subquery(self, node: ast.Subquery, steps: IntArray) -> RangeBlock:
+        times = self.effective_times(node.at, node.offset_ms, steps)
+        step = node.step_ms or self.engine.default_subquery_step_ms
+        win_start = times - node.range_ms
+        labels: list[Labels] = []
+        ts_list: list[IntArray] = []
+        val_list: list[FloatArray] = []
+        drops: list[bool] = []
+        if len(steps):
+            # Inner steps are multiples of the subquery step inside some window.
+            grids = _subquery_grids(win_start, times, step)
+            per_series: dict[Labels, tuple[list[IntArray], list[FloatArray], bool]] = {}
+            for grid in grids:
+                if len(grid) == 0:
+                    continue
+                inner = self.eval(node.expr, grid)
+                if isinstance(inner, ScalarBlock):
+                    entry = per_series.setdefault(Labels(), ([], [], False))
+                    entry[0].append(grid)
+                    entry[1].append(inner.values)
+                    continue
+                if not isinstance(inner, VectorBlock):
+                    raise BadDataError("subquery is only allowed on instant vector")
+                for i, lbl in enumerate(inner.labels):
+                    m = inner.mask[i]
+                    if not m.any():
+                        continue
+                    entry = per_series.setdefault(lbl, ([], [], bool(inner.drop_name[i])))
+                    entry[0].append(grid[m])
+                    entry[1].append(inner.values[i][m])
+            for lbl in sorted(per_series):
+                t_parts, v_parts, drop = per_series[lbl]
+                ts = np.concatenate(t_parts)
+                vals = np.concatenate(v_parts)
+                if len(t_parts) > 1:
+                    ts, uniq = np.unique(ts, return_index=True)
+                    vals = vals[uniq]
+                labels.append(lbl)
+                ts_list.append(ts)
+                val_list.append(vals)
+                drops.append(drop)
+        return RangeBlock(
+            labels,
+            ts_list,
+            val_list,
+            win_start,
+            times,
+            node.range_ms,
+            np.array(drops, dtype=bool),
+        )
+
+
+def _subquery_grids(win_start: IntArray, win_end: IntArray, step: int) -> list[IntArray]:
+    """Inner evaluation times: one shared grid when windows overlap, else one per window."""
+    firsts = (win_start // step + 1) * step
+    lasts = (win_end // step) * step
+    per_window = int(np.maximum((lasts - firsts) // step + 1, 0).sum())
+    first, last = int(firsts.min()), int(lasts.max())
+    union = max((last - first) // step + 1, 0)
+    if union <= 2 * per_window + 2:
+        return [np.arange(first, last + 1, step, dtype=np.int64)]
+    grids: list[IntArray] = []
+    seen: set[tuple[int, int]] = set()
+    for f, la in zip(firsts.tolist(), lasts.tolist(), strict=True):
+        if (f, la) in seen:
+            continue
+        seen.add((f, la))
+        grids.append(np.arange(f, la + 1, step, dtype=np.int64))
+    return grids

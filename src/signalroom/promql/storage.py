@@ -1,0 +1,244 @@
+"""The storage interface the PromQL engine reads, and an in-memory implementation.
+
+The time-series store implements `Querier` structurally; promql never imports it.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import re2
+
+from signalroom.model.labels import METRIC_NAME, Labels
+
+STALE_NAN_BITS = 0x7FF0000000000002
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+
+
+def is_stale_nan(value: float) -> bool:
+    """True for Prometheus's staleness marker (a NaN with a specific bit pattern)."""
+    return bool(struct.pack("<d", value) == struct.pack("<Q", STALE_NAN_BITS))
+
+
+def stale_mask(values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """Vectorised `is_stale_nan` over a float64 array."""
+    bits = np.asarray(values, dtype=np.float64).view(np.uint64)
+    result: npt.NDArray[np.bool_] = bits == np.uint64(STALE_NAN_BITS)
+    return result
+
+
+class MatchType(enum.Enum):
+    EQUAL = "="
+    NOT_EQUAL = "!="
+    REGEX = "=~"
+    NOT_REGEX = "!~"
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """A label matcher; regexes are RE2, fully anchored, and `.` matches newlines."""
+
+    type: MatchType
+    name: str
+    value: str
+    _regex: Any = field(default=None, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.type in (MatchType.REGEX, MatchType.NOT_REGEX):
+            object.__setattr__(self, "_regex", compile_anchored(self.value))
+
+    def matches(self, value: str) -> bool:
+        if self.type is MatchType.EQUAL:
+            return value == self.value
+        if self.type is MatchType.NOT_EQUAL:
+            return value != self.value
+        matched = self._regex.fullmatch(value) is not None
+        return matched if self.type is MatchType.REGEX else not matched
+
+    def matches_empty(self) -> bool:
+        return self.matches("")
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.type.value}"{escaped}"'
+
+
+_REGEX_CACHE: dict[str, Any] = {}
+
+
+def compile_anchored(pattern: str) -> Any:
+    """Compile an RE2 regex that must match the whole string, with `.` matching newlines."""
+    compiled = _REGEX_CACHE.get(pattern)
+    if compiled is None:
+        options = re2.Options()
+        options.dot_nl = True
+        options.log_errors = False  # invalid patterns raise; RE2 need not also log them
+        compiled = re2.compile(f"^(?:{pattern})$", options)
+        if len(_REGEX_CACHE) > 10_000:
+            _REGEX_CACHE.clear()
+        _REGEX_CACHE[pattern] = compiled
+    return compiled
+
+
+@dataclass
+class SeriesData:
+    """One series' samples in a time range: int64 ms timestamps and float64 values."""
+
+    labels: Labels
+    timestamps: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+class Querier(Protocol):
+    """What the engine needs from a time-series store."""
+
+    def select(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> Iterable[SeriesData]:
+        """Series matching all matchers, with their samples in [start_ms, end_ms]."""
+        ...
+
+
+class LabelQuerier(Protocol):
+    """Optional label look-ups (for /api/v1/labels and /api/v1/label/<name>/values)."""
+
+    def label_names(
+        self, matchers: Sequence[Matcher] = (), start_ms: int = ..., end_ms: int = ...
+    ) -> list[str]: ...
+
+    def label_values(
+        self, name: str, matchers: Sequence[Matcher] = (), start_ms: int = ..., end_ms: int = ...
+    ) -> list[str]: ...
+
+
+class _Series:
+    __slots__ = ("labels", "timestamps", "values")
+
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self.timestamps: list[int] = []
+        self.values: list[float] = []
+
+
+class MemoryStorage:
+    """An in-memory series store with an inverted index; for tests and promqltest."""
+
+    def __init__(self) -> None:
+        self._series: dict[Labels, _Series] = {}
+        self._postings: dict[str, dict[str, set[Labels]]] = {}
+        self._frozen: dict[Labels, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+
+    def clear(self) -> None:
+        self._series.clear()
+        self._postings.clear()
+        self._frozen.clear()
+
+    def add(self, labels: Labels, timestamp_ms: int, value: float) -> None:
+        """Append a sample; out-of-order samples are inserted in place."""
+        series = self._series.get(labels)
+        if series is None:
+            series = _Series(labels)
+            self._series[labels] = series
+            for name, val in labels:
+                self._postings.setdefault(name, {}).setdefault(val, set()).add(labels)
+        self._frozen.pop(labels, None)
+        if series.timestamps and timestamp_ms <= series.timestamps[-1]:
+            import bisect
+
+            idx = bisect.bisect_left(series.timestamps, timestamp_ms)
+            if idx < len(series.timestamps) and series.timestamps[idx] == timestamp_ms:
+                series.values[idx] = value
+                return
+            series.timestamps.insert(idx, timestamp_ms)
+            series.values.insert(idx, value)
+            return
+        series.timestamps.append(timestamp_ms)
+        series.values.append(value)
+
+    def add_series(
+        self, labels: Labels, timestamps: Sequence[int], values: Sequence[float]
+    ) -> None:
+        for t, v in zip(timestamps, values, strict=True):
+            self.add(labels, int(t), float(v))
+
+    def _arrays(self, labels: Labels) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        cached = self._frozen.get(labels)
+        if cached is None:
+            series = self._series[labels]
+            cached = (
+                np.array(series.timestamps, dtype=np.int64),
+                np.array(series.values, dtype=np.float64),
+            )
+            self._frozen[labels] = cached
+        return cached
+
+    def _candidates(self, matchers: Sequence[Matcher]) -> Iterable[Labels]:
+        # Intersect postings of matchers that cannot match the empty value.
+        result: set[Labels] | None = None
+        for m in matchers:
+            if m.matches_empty():
+                continue
+            values = self._postings.get(m.name, {})
+            if m.type is MatchType.EQUAL:
+                found = set(values.get(m.value, set()))
+            else:
+                found = set()
+                for val, members in values.items():
+                    if m.matches(val):
+                        found |= members
+            result = found if result is None else result & found
+            if not result:
+                return ()
+        return self._series.keys() if result is None else result
+
+    def select(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> Iterable[SeriesData]:
+        out: list[SeriesData] = []
+        for labels in self._candidates(matchers):
+            if not all(m.matches(labels.get(m.name)) for m in matchers):
+                continue
+            ts, vals = self._arrays(labels)
+            lo = int(np.searchsorted(ts, start_ms, "left"))
+            hi = int(np.searchsorted(ts, end_ms, "right"))
+            if hi <= lo:
+                continue
+            out.append(SeriesData(labels, ts[lo:hi], vals[lo:hi]))
+        return out
+
+    def label_names(
+        self,
+        matchers: Sequence[Matcher] = (),
+        start_ms: int = -(2**62),
+        end_ms: int = 2**62,
+    ) -> list[str]:
+        """Label names of series with samples in the range (all series if no matchers)."""
+        if not matchers:
+            return sorted(self._postings)
+        names: set[str] = set()
+        for series in self.select(matchers, start_ms, end_ms):
+            names.update(series.labels.names())
+        return sorted(names)
+
+    def label_values(
+        self,
+        name: str,
+        matchers: Sequence[Matcher] = (),
+        start_ms: int = -(2**62),
+        end_ms: int = 2**62,
+    ) -> list[str]:
+        """Values of one label over series with samples in the range."""
+        if not matchers:
+            return sorted(self._postings.get(name, {}))
+        values = {s.labels.get(name) for s in self.select(matchers, start_ms, end_ms)}
+        values.discard("")
+        return sorted(values)
+
+    def metric_names(self) -> list[str]:
+        return self.label_values(METRIC_NAME)
