@@ -26,10 +26,12 @@ from signalroom.config import (
     load_config,
     parse_listen,
 )
+from signalroom.promql.engine import Engine
 from signalroom.storage.state import StateStore
 
 if TYPE_CHECKING:
     from signalroom.storage.table import DurableTable
+    from signalroom.web.prometheus_api import MetricsStore
 
 log = logging.getLogger("signalroom.app")
 
@@ -108,6 +110,8 @@ class Signalroom:
         self.last_reload_ok = True
         self.last_reload_at = time.time()
         self.state: StateStore | None = None
+        self.query_engine = Engine()
+        self.metrics: MetricsStore | None = None
         self.tables: dict[str, DurableTable] = {}
         self._lock = DataDirLock(data_dir)
         self._maintenance: asyncio.Task[None] | None = None

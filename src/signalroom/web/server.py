@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import signalroom
 from signalroom.app import Signalroom
 from signalroom.auth import AuthError
+from signalroom.web import prometheus_api
 from signalroom.web.deps import Caller, require, runtime_of
 from signalroom.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
@@ -91,6 +92,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     _install_error_handlers(app)
     _add_lifecycle_routes(app)
+    app.include_router(prometheus_api.router)
     return app
 
 
@@ -111,6 +113,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
         headers = {"WWW-Authenticate": 'Bearer realm="signalroom"'} if exc.status == 401 else None
         return error_response(exc.status, exc.message, headers)
+
+    @app.exception_handler(prometheus_api.APIError)
+    async def api_error(request: Request, exc: prometheus_api.APIError) -> JSONResponse:
+        return prometheus_api.failure(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

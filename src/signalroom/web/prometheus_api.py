@@ -1,0 +1,609 @@
+"""The query side of the Prometheus HTTP API (``/api/v1/...``), in Prometheus' exact shapes.
+
+Grafana's Prometheus data source, promtool and every Prometheus client talk to these routes
+unchanged: GET or form-encoded POST, Prometheus' parameter parsing (unix seconds or RFC 3339
+times, float seconds or Prometheus durations), its response envelope, error types, HTTP codes
+and number formatting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import yaml
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+
+import signalroom
+from signalroom.model.labels import Labels
+from signalroom.promql import ast
+from signalroom.promql.engine import Engine
+from signalroom.promql.storage import Matcher, MatchType, Querier
+from signalroom.promql.value import (
+    Matrix,
+    PromQLError,
+    QueryTimeoutError,
+    Result,
+    Scalar,
+    String,
+    Vector,
+    format_float,
+)
+from signalroom.web.deps import Caller, require, runtime_of
+
+# Prometheus' boundaries for "no start" and "no end" (minInt64/4 and maxInt64/4 in ms).
+MIN_TIME_MS = -9223372036854775808 // 4 // 1000 * 1000
+MAX_TIME_MS = 9223372036854775807 // 4 // 1000 * 1000
+MIN_TIME_TEXT = "-292273086-05-16T16:47:06Z"
+MAX_TIME_TEXT = "292277025-08-18T07:12:54.999999999Z"
+PROMETHEUS_API_VERSION = "3.5.0"
+
+router = APIRouter(prefix="/api/v1", tags=["prometheus"])
+
+
+class MetricsQuerier(Querier, Protocol):
+    """What the API needs from the metric store, besides the engine's ``select``."""
+
+    def label_names(
+        self, matchers: Sequence[Matcher] = (), start_ms: int = ..., end_ms: int = ...
+    ) -> list[str]: ...
+
+    def label_values(
+        self, name: str, matchers: Sequence[Matcher] = (), start_ms: int = ..., end_ms: int = ...
+    ) -> list[str]: ...
+
+
+class MetricsStore(Protocol):
+    """The metric store as the Prometheus API sees it (implemented by ``tsdb.TSDB``)."""
+
+    def querier(self, tenant: str, mint_ms: int, maxt_ms: int) -> MetricsQuerier: ...
+
+    def metadata(
+        self, tenant: str, metric: str | None = None, limit: int = 0, limit_per_metric: int = 0
+    ) -> dict[str, list[dict[str, str]]]: ...
+
+    def stats(self, tenant: str, limit: int = 10) -> dict[str, Any]: ...
+
+
+class APIError(Exception):
+    """An API failure with Prometheus' error type; the status follows from the type."""
+
+    STATUS = {"bad_data": 400, "execution": 422, "timeout": 503, "canceled": 499,
+              "internal": 500, "not_found": 404, "unavailable": 503}  # fmt: skip
+
+    def __init__(self, error_type: str, message: str) -> None:
+        self.error_type = error_type
+        self.message = message
+        super().__init__(message)
+
+
+def invalid_param(name: str, problem: object) -> APIError:
+    return APIError("bad_data", f'invalid parameter "{name}": {problem}')
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+
+async def form_params(request: Request) -> dict[str, list[str]]:
+    """Query-string and form-encoded body parameters together, as Go's ParseForm gives them."""
+    params: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).append(value)
+    if request.method == "POST":
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            form = await request.form()
+            for key, item in form.multi_items():
+                if isinstance(item, str):
+                    params.setdefault(key, []).append(item)
+    return params
+
+
+def first(params: Mapping[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[0] if values else None
+
+
+def parse_time_ms(text: str) -> int:
+    """Unix seconds with up to millisecond precision, or RFC 3339; Prometheus' min/max times."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isnan(seconds) or math.isinf(seconds):
+            raise ValueError(f"cannot parse {text!r} to a valid timestamp".replace("'", '"'))
+        whole = math.trunc(seconds)
+        return whole * 1000 + round((seconds - whole) * 1000)
+    if text == MIN_TIME_TEXT:
+        return MIN_TIME_MS
+    if text == MAX_TIME_TEXT:
+        return MAX_TIME_MS
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f'cannot parse "{text}" to a valid timestamp') from None
+    if parsed.tzinfo is None or "T" not in text.upper():
+        raise ValueError(f'cannot parse "{text}" to a valid timestamp')
+    return math.floor(parsed.timestamp() * 1000)
+
+
+def parse_duration_param_ms(text: str) -> int:
+    """Float seconds or a Prometheus duration, as Prometheus' API accepts for step/timeout."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        from signalroom.units import parse_duration_ms
+
+        try:
+            return parse_duration_ms(text)
+        except ValueError:
+            raise ValueError(f'cannot parse "{text}" to a valid duration') from None
+    if math.isnan(seconds) or abs(seconds) * 1e9 > 2**63:
+        raise ValueError(f'cannot parse "{text}" to a valid duration. It overflows int64')
+    return round(seconds * 1000)
+
+
+def time_param(params: Mapping[str, list[str]], name: str, default_ms: int) -> int:
+    text = first(params, name)
+    if text is None or text == "":
+        return default_ms
+    try:
+        return parse_time_ms(text)
+    except ValueError as exc:
+        raise invalid_param(name, exc) from None
+
+
+def limit_param(params: Mapping[str, list[str]]) -> int:
+    text = first(params, "limit")
+    if not text:
+        return 0
+    try:
+        limit = int(text)
+    except ValueError:
+        raise invalid_param("limit", 'cannot parse "' + text + '" to a valid limit') from None
+    if limit < 0:
+        raise invalid_param("limit", "limit must be non-negative")
+    return limit
+
+
+def parse_selectors(texts: Iterable[str]) -> list[list[Matcher]]:
+    """``match[]`` series selectors into matcher lists (the metric name as ``__name__``)."""
+    result = []
+    for text in texts:
+        try:
+            node = ast.unwrap_parens(ast.parse(text))
+        except PromQLError as exc:
+            raise invalid_param("match[]", exc) from None
+        if not isinstance(node, ast.VectorSelector):
+            raise invalid_param(
+                "match[]", f"1:1: parse error: expected vector selector, got {text}"
+            )
+        matchers = list(node.matchers)
+        if node.name is not None and not any(m.name == "__name__" for m in matchers):
+            matchers.append(Matcher(MatchType.EQUAL, "__name__", node.name))
+        result.append(matchers)
+    return result
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus writes it: 'f' format, 'e' below 1e-6 or from 1e21."""
+    magnitude = abs(value)
+    if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21) and not math.isinf(magnitude):
+        return repr(value)  # Python's shortest 'e' form equals Go's ('1e-07', '1.5e+21')
+    return format_float(value)
+
+
+def _format_values(values: Sequence[float]) -> list[str]:
+    # repr is the shortest round-trip form; only its '.0' endings and exponents differ from Go.
+    out = []
+    for text, value in zip(map(repr, values), values, strict=True):
+        if text.endswith(".0") and "e" not in text:
+            out.append(text[:-2])
+        elif "e" in text or "n" in text:
+            out.append(format_value(value))
+        else:
+            out.append(text)
+    return out
+
+
+def timestamp_json(ms: int) -> float | int:
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def encode_result(result: Result) -> dict[str, Any]:
+    value = result.value
+    if isinstance(value, Scalar):
+        point = [timestamp_json(value.timestamp_ms), format_value(value.value)]
+        return {"resultType": "scalar", "result": point}
+    if isinstance(value, String):
+        return {"resultType": "string", "result": [timestamp_json(value.timestamp_ms), value.value]}
+    if isinstance(value, Vector):
+        samples = value.samples
+        texts = _format_values([s.value for s in samples])
+        return {
+            "resultType": "vector",
+            "result": [
+                {"metric": s.labels.to_dict(), "value": [timestamp_json(s.timestamp_ms), text]}
+                for s, text in zip(samples, texts, strict=True)
+            ],
+        }
+    assert isinstance(value, Matrix)
+    series_out = []
+    for series in value.series:
+        stamps = series.timestamps.tolist()
+        texts = _format_values(series.values.tolist())
+        series_out.append(
+            {
+                "metric": series.labels.to_dict(),
+                "values": [[timestamp_json(t), v] for t, v in zip(stamps, texts, strict=True)],
+            }
+        )
+    return {"resultType": "matrix", "result": series_out}
+
+
+def success(data: Any, warnings: Sequence[str] = (), infos: Sequence[str] = ()) -> JSONResponse:
+    body: dict[str, Any] = {"status": "success", "data": data}
+    if warnings:
+        body["warnings"] = list(warnings)
+    if infos:
+        body["infos"] = list(infos)
+    return JSONResponse(body)
+
+
+def failure(error: APIError) -> JSONResponse:
+    body = {"status": "error", "errorType": error.error_type, "error": error.message}
+    return JSONResponse(body, status_code=APIError.STATUS.get(error.error_type, 500))
+
+
+# --- query routes -----------------------------------------------------------------------------
+
+
+def _store(request: Request) -> MetricsStore:
+    store: MetricsStore | None = getattr(runtime_of(request), "metrics", None)
+    if store is None:
+        raise APIError("unavailable", "the metric store is not running")
+    return store
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = runtime_of(request).query_engine
+    return engine
+
+
+async def _run(
+    request: Request, params: Mapping[str, list[str]], evaluate: Callable[[], Result]
+) -> JSONResponse:
+    timeout_text = first(params, "timeout")
+    timeout_s = _engine(request).timeout_s
+    if timeout_text:
+        try:
+            timeout_s = min(timeout_s, parse_duration_param_ms(timeout_text) / 1000)
+        except ValueError as exc:
+            raise invalid_param("timeout", exc) from None
+    try:
+        result = await asyncio.wait_for(asyncio.to_thread(evaluate), timeout=timeout_s)
+    except TimeoutError:
+        raise APIError("timeout", "query timed out in expression evaluation") from None
+    except QueryTimeoutError as exc:
+        raise APIError("timeout", str(exc)) from None
+    except PromQLError as exc:
+        raise APIError(exc.error_type, str(exc)) from None
+    return success(encode_result(result), result.warnings, result.infos)
+
+
+def _query_text(params: Mapping[str, list[str]]) -> str:
+    text = first(params, "query")
+    if not text:
+        raise invalid_param("query", "unknown position: parse error: no expression found in input")
+    return text
+
+
+def _parse(text: str) -> ast.Expr:
+    try:
+        return ast.parse(text)
+    except PromQLError as exc:
+        raise invalid_param("query", exc) from None
+
+
+@router.api_route("/query", methods=["GET", "POST"])
+async def query(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Instant query: ``query``, ``time`` (default now), ``timeout``."""
+    params = await form_params(request)
+    text = _query_text(params)
+    at_ms = time_param(params, "time", int(time.time() * 1000))
+    node = _parse(text)
+    store = _store(request)
+    engine = _engine(request)
+    lookback = engine.lookback_delta_ms
+
+    def evaluate() -> Result:
+        querier = store.querier(caller.tenant, MIN_TIME_MS, at_ms + lookback)
+        return engine.instant_query(querier, node, at_ms)
+
+    return await _run(request, params, evaluate)
+
+
+@router.api_route("/query_range", methods=["GET", "POST"])
+async def query_range(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Range query: ``query``, ``start``, ``end``, ``step``, ``timeout``."""
+    params = await form_params(request)
+    text = _query_text(params)
+    start_ms = _required_time(params, "start")
+    end_ms = _required_time(params, "end")
+    if end_ms < start_ms:
+        raise invalid_param("end", "end timestamp must not be before start time")
+    step_text = first(params, "step")
+    if not step_text:
+        raise invalid_param("step", 'cannot parse "" to a valid duration')
+    try:
+        step_ms = parse_duration_param_ms(step_text)
+    except ValueError as exc:
+        raise invalid_param("step", exc) from None
+    if step_ms <= 0:
+        raise invalid_param(
+            "step", "zero or negative query resolution step widths are not accepted. "
+            "Try a positive integer",
+        )  # fmt: skip
+    if (end_ms - start_ms) // step_ms > 11_000:
+        raise APIError(
+            "bad_data",
+            "exceeded maximum resolution of 11,000 points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)",
+        )
+    node = _parse(text)
+    store = _store(request)
+    engine = _engine(request)
+
+    def evaluate() -> Result:
+        querier = store.querier(caller.tenant, MIN_TIME_MS, end_ms + engine.lookback_delta_ms)
+        return engine.range_query(querier, node, start_ms, end_ms, step_ms)
+
+    return await _run(request, params, evaluate)
+
+
+def _required_time(params: Mapping[str, list[str]], name: str) -> int:
+    text = first(params, name)
+    if not text:
+        raise invalid_param(name, 'cannot parse "" to a valid timestamp')
+    try:
+        return parse_time_ms(text)
+    except ValueError as exc:
+        raise invalid_param(name, exc) from None
+
+
+# --- series and labels ----------------------------------------------------------------------------
+
+
+def _range(params: Mapping[str, list[str]]) -> tuple[int, int]:
+    return time_param(params, "start", MIN_TIME_MS), time_param(params, "end", MAX_TIME_MS)
+
+
+@router.api_route("/series", methods=["GET", "POST"])
+async def series(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Label sets of the series matching any ``match[]`` selector."""
+    params = await form_params(request)
+    selectors = params.get("match[]", [])
+    if not selectors:
+        raise APIError("bad_data", "no match[] parameter provided")
+    matcher_sets = parse_selectors(selectors)
+    start_ms, end_ms = _range(params)
+    limit = limit_param(params)
+    store = _store(request)
+
+    def find() -> list[Labels]:
+        querier = store.querier(caller.tenant, start_ms, end_ms)
+        found: dict[Labels, None] = {}
+        for matchers in matcher_sets:
+            for data in querier.select(matchers, start_ms, end_ms):
+                found[data.labels] = None
+        return sorted(found)
+
+    labels = await asyncio.to_thread(find)
+    warnings = []
+    if limit and len(labels) > limit:
+        labels = labels[:limit]
+        warnings.append("results truncated due to limit")
+    return success([item.to_dict() for item in labels], warnings)
+
+
+@router.api_route("/labels", methods=["GET", "POST"])
+async def labels(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Label names, of all series or of those matching ``match[]``."""
+    params = await form_params(request)
+    matcher_sets = parse_selectors(params.get("match[]", []))
+    start_ms, end_ms = _range(params)
+    store = _store(request)
+
+    def find() -> list[str]:
+        querier = store.querier(caller.tenant, start_ms, end_ms)
+        names: set[str] = set()
+        for matchers in matcher_sets or [[]]:
+            names.update(querier.label_names(matchers, start_ms, end_ms))
+        return sorted(names)
+
+    return _limited(await asyncio.to_thread(find), limit_param(params))
+
+
+@router.get("/label/{name}/values")
+async def label_values(
+    name: str, request: Request, caller: Caller = Depends(require("read"))
+) -> Response:
+    """Values of one label, of all series or of those matching ``match[]``."""
+    params = await form_params(request)
+    if name.startswith("U__"):
+        name = _unescape_label_name(name)
+    matcher_sets = parse_selectors(params.get("match[]", []))
+    start_ms, end_ms = _range(params)
+    store = _store(request)
+
+    def find() -> list[str]:
+        querier = store.querier(caller.tenant, start_ms, end_ms)
+        values: set[str] = set()
+        for matchers in matcher_sets or [[]]:
+            values.update(querier.label_values(name, matchers, start_ms, end_ms))
+        return sorted(values)
+
+    return _limited(await asyncio.to_thread(find), limit_param(params))
+
+
+def _unescape_label_name(name: str) -> str:
+    """Prometheus' ``U__`` escaping of UTF-8 label names in URL paths (``_2e_`` is ``.``)."""
+    out, i, body = [], 0, name[3:]
+    while i < len(body):
+        if body[i] == "_" and body[i : i + 2] == "__":
+            out.append("_")
+            i += 2
+            continue
+        if body[i] == "_":
+            end = body.find("_", i + 1)
+            if end > i:
+                try:
+                    out.append(chr(int(body[i + 1 : end], 16)))
+                    i = end + 1
+                    continue
+                except ValueError:
+                    pass
+        out.append(body[i])
+        i += 1
+    return "".join(out)
+
+
+def _limited(items: list[str], limit: int) -> JSONResponse:
+    if limit and len(items) > limit:
+        return success(items[:limit], ["results truncated due to limit"])
+    return success(items)
+
+
+@router.get("/metadata")
+async def metadata(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """TYPE, HELP and UNIT of metrics: ``metric``, ``limit``, ``limit_per_metric``."""
+    params = await form_params(request)
+    metric = first(params, "metric") or None
+    limit = _int_param(params, "limit", -1)
+    per_metric = _int_param(params, "limit_per_metric", -1)
+    data = _store(request).metadata(caller.tenant, metric, max(limit, 0), max(per_metric, 0))
+    return success(data)
+
+
+def _int_param(params: Mapping[str, list[str]], name: str, default: int) -> int:
+    text = first(params, name)
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise invalid_param(name, f'cannot parse "{text}" to a valid integer') from None
+
+
+@router.api_route("/query_exemplars", methods=["GET", "POST"])
+async def query_exemplars(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Exemplars are not stored yet: a valid query answers an empty list."""
+    params = await form_params(request)
+    _parse(_query_text(params))
+    return success([])
+
+
+@router.api_route("/format_query", methods=["GET", "POST"])
+async def format_query(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """The query pretty-printed by the parser."""
+    params = await form_params(request)
+    text = _query_text(params)
+    try:
+        import promql_parser
+
+        tree = promql_parser.parse(text)
+    except ValueError as exc:
+        raise invalid_param("query", exc) from None
+    pretty = getattr(tree, "prettify", None)
+    return success(pretty() if callable(pretty) else str(tree))
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+@router.get("/status/buildinfo")
+async def buildinfo(caller: Caller = Depends(require("read"))) -> Response:
+    """Version of the Prometheus API signalroom implements (Grafana reads it for features)."""
+    return success(
+        {
+            "version": PROMETHEUS_API_VERSION,
+            "revision": f"signalroom-{signalroom.__version__}",
+            "branch": "signalroom",
+            "buildUser": "signalroom",
+            "buildDate": "",
+            "goVersion": f"python{platform.python_version()}",
+        }
+    )
+
+
+@router.get("/status/config")
+async def status_config(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """The running configuration as YAML, with secrets replaced by ``<secret>``."""
+    config = runtime_of(request).config.model_dump(mode="json", by_alias=True)
+    for token in config.get("auth", {}).get("tokens", []):
+        token["sha256"] = "<secret>"
+    return success({"yaml": yaml.safe_dump(config, sort_keys=False)})
+
+
+@router.get("/status/flags")
+async def status_flags(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    runtime = runtime_of(request)
+    return success(
+        {
+            "config.file": str(runtime.config_path or ""),
+            "storage.tsdb.path": str(runtime.data_dir),
+            "web.listen-address": str(runtime.listen),
+            "query.lookback-delta": "5m",
+            "query.max-samples": str(_engine(request).max_samples),
+            "query.timeout": f"{int(_engine(request).timeout_s)}s",
+        }
+    )
+
+
+@router.get("/status/runtimeinfo")
+async def status_runtimeinfo(
+    request: Request, caller: Caller = Depends(require("read"))
+) -> Response:
+    runtime = runtime_of(request)
+    retention = runtime.config.storage.metrics_retention
+    return success(
+        {
+            "startTime": datetime.fromtimestamp(runtime.started_at).astimezone().isoformat(),
+            "CWD": os.getcwd(),
+            "reloadConfigSuccess": runtime.last_reload_ok,
+            "lastConfigTime": datetime.fromtimestamp(runtime.last_reload_at)
+            .astimezone()
+            .isoformat(),
+            "corruptionCount": 0,
+            "goroutineCount": len(asyncio.all_tasks()),
+            "GOMAXPROCS": os.cpu_count() or 1,
+            "GOMEMLIMIT": sys.maxsize,
+            "GOGC": "",
+            "GODEBUG": "",
+            "storageRetention": f"{retention.time // 86_400_000}d"
+            if retention.time
+            else "unlimited",
+        }
+    )
+
+
+@router.get("/status/tsdb")
+async def status_tsdb(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Cardinality statistics of the head: series by metric, label pairs, memory by label."""
+    params = await form_params(request)
+    limit = _int_param(params, "limit", 10)
+    if limit <= 0:
+        raise invalid_param("limit", "limit must be a positive number")
+    return success(_store(request).stats(caller.tenant, limit))

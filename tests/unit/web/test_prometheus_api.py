@@ -1,0 +1,209 @@
+"""The Prometheus query API's shapes, parameters, errors and number formatting, on an
+in-memory store (the TSDB-backed server is tested in tests/integration)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from signalroom.app import Signalroom
+from signalroom.config import parse_config
+from signalroom.model.labels import Labels
+from signalroom.promql.storage import MemoryStorage
+from signalroom.web.prometheus_api import format_value, parse_time_ms
+from signalroom.web.server import create_http_app
+
+pytestmark = pytest.mark.unit
+
+
+class MemoryMetrics:
+    """The MetricsStore protocol over promql's MemoryStorage (one tenant)."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self.storage = storage
+
+    def querier(self, tenant: str, mint_ms: int, maxt_ms: int) -> MemoryStorage:
+        return self.storage
+
+    def metadata(
+        self, tenant: str, metric: str | None = None, limit: int = 0, limit_per_metric: int = 0
+    ) -> dict[str, list[dict[str, str]]]:
+        data = {"http_requests_total": [{"type": "counter", "help": "Requests.", "unit": ""}]}
+        return {k: v for k, v in data.items() if metric in (None, k)}
+
+    def stats(self, tenant: str, limit: int = 10) -> dict[str, Any]:
+        return {"headStats": {"numSeries": 3}}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    storage = MemoryStorage()
+    for instance, factor in (("a:80", 1), ("b:80", 2)):
+        labels = Labels({"__name__": "http_requests_total", "job": "api", "instance": instance})
+        for minute in range(0, 61):
+            storage.add(labels, minute * 60_000, minute * 60 * factor)
+    storage.add(Labels({"__name__": "temperature", "room": "cold"}), 3_600_000, 0.1)
+    runtime = Signalroom(parse_config(""), data_dir=tmp_path)
+    runtime.metrics = MemoryMetrics(storage)
+    with TestClient(create_http_app(runtime)) as test_client:
+        yield test_client
+
+
+def data(response: Any) -> Any:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "success"
+    return body["data"]
+
+
+def error(response: Any, status: int, error_type: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["errorType"] == error_type
+    message: str = body["error"]
+    return message
+
+
+def test_instant_vector(client: TestClient) -> None:
+    result = data(client.get("/api/v1/query", params={"query": "rate(http_requests_total[5m])",
+                                                        "time": "3600"}))  # fmt: skip
+    assert result["resultType"] == "vector"
+    assert result["result"] == [
+        {"metric": {"instance": "a:80", "job": "api"}, "value": [3600, "1"]},
+        {"metric": {"instance": "b:80", "job": "api"}, "value": [3600, "2"]},
+    ]
+
+
+def test_scalar_string_and_post_form(client: TestClient) -> None:
+    assert data(client.post("/api/v1/query", data={"query": "1.5", "time": "10.25"})) == {
+        "resultType": "scalar",
+        "result": [10.25, "1.5"],
+    }
+    assert data(client.get("/api/v1/query", params={"query": '"hi"', "time": "7"})) == {
+        "resultType": "string",
+        "result": [7, "hi"],
+    }
+
+
+def test_instant_matrix(client: TestClient) -> None:
+    result = data(client.get("/api/v1/query", params={"query": "temperature[5m]", "time": "3600"}))
+    assert result == {
+        "resultType": "matrix",
+        "result": [
+            {"metric": {"__name__": "temperature", "room": "cold"}, "values": [[3600, "0.1"]]}
+        ],
+    }
+
+
+def test_range_query(client: TestClient) -> None:
+    params = {"query": "sum(http_requests_total)", "start": "0", "end": "120", "step": "60s"}
+    result = data(client.get("/api/v1/query_range", params=params))
+    assert result == {
+        "resultType": "matrix",
+        "result": [{"metric": {}, "values": [[0, "0"], [60, "180"], [120, "360"]]}],
+    }
+    rfc = {
+        **params,
+        "start": "1970-01-01T00:00:00Z",
+        "end": "1970-01-01T00:02:00.000Z",
+        "step": "60",
+    }
+    assert data(client.get("/api/v1/query_range", params=rfc)) == result
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"start": "0", "end": "10", "step": "0"},
+         'invalid parameter "step": zero or negative query resolution step widths are not '
+         "accepted. Try a positive integer"),
+        ({"start": "10", "end": "0", "step": "1"},
+         'invalid parameter "end": end timestamp must not be before start time'),
+        ({"start": "0", "end": "11001", "step": "1"},
+         "exceeded maximum resolution of 11,000 points per timeseries. "
+         "Try decreasing the query resolution (?step=XX)"),
+        ({"start": "x", "end": "1", "step": "1"},
+         'invalid parameter "start": cannot parse "x" to a valid timestamp'),
+        ({"start": "0", "end": "1", "step": "often"},
+         'invalid parameter "step": cannot parse "often" to a valid duration'),
+    ],
+)  # fmt: skip
+def test_range_query_parameter_errors(
+    client: TestClient, params: dict[str, str], message: str
+) -> None:
+    response = client.get("/api/v1/query_range", params={"query": "up", **params})
+    assert error(response, 400, "bad_data") == message
+
+
+def test_query_errors(client: TestClient) -> None:
+    missing = error(client.get("/api/v1/query"), 400, "bad_data")
+    assert (
+        missing
+        == 'invalid parameter "query": unknown position: parse error: no expression found in input'
+    )
+    parse = error(client.get("/api/v1/query", params={"query": "sum(("}), 400, "bad_data")
+    assert parse.startswith('invalid parameter "query": ')
+    params = {"query": "up[5m]", "start": "0", "end": "1", "step": "1"}
+    matrix_range = client.get("/api/v1/query_range", params=params)
+    assert "invalid expression type" in error(matrix_range, 400, "bad_data")
+
+
+def test_series_labels_and_values(client: TestClient) -> None:
+    series = data(
+        client.get("/api/v1/series", params={"match[]": 'http_requests_total{instance="a:80"}'})
+    )
+    assert series == [{"__name__": "http_requests_total", "instance": "a:80", "job": "api"}]
+    assert data(client.get("/api/v1/labels")) == ["__name__", "instance", "job", "room"]
+    assert data(client.get("/api/v1/labels", params={"match[]": "temperature"})) == [
+        "__name__",
+        "room",
+    ]
+    assert data(client.get("/api/v1/label/instance/values")) == ["a:80", "b:80"]
+    assert data(client.get("/api/v1/label/__name__/values")) == [
+        "http_requests_total",
+        "temperature",
+    ]
+    limited = client.get("/api/v1/label/instance/values", params={"limit": "1"}).json()
+    assert limited["data"] == ["a:80"]
+    assert limited["warnings"] == ["results truncated due to limit"]
+    assert error(client.get("/api/v1/series"), 400, "bad_data") == "no match[] parameter provided"
+    bad = error(client.get("/api/v1/series", params={"match[]": "sum(x)"}), 400, "bad_data")
+    assert bad.startswith('invalid parameter "match[]"')
+
+
+def test_metadata_status_and_misc(client: TestClient) -> None:
+    assert data(client.get("/api/v1/metadata"))["http_requests_total"][0]["type"] == "counter"
+    assert data(client.get("/api/v1/metadata", params={"metric": "nope"})) == {}
+    assert data(client.get("/api/v1/status/buildinfo"))["version"] == "3.5.0"
+    assert "storage:" in data(client.get("/api/v1/status/config"))["yaml"]
+    assert data(client.get("/api/v1/status/tsdb"))["headStats"]["numSeries"] == 3
+    assert data(client.get("/api/v1/status/flags"))["query.lookback-delta"] == "5m"
+    assert "startTime" in data(client.get("/api/v1/status/runtimeinfo"))
+    assert data(client.get("/api/v1/query_exemplars", params={"query": "up"})) == []
+    formatted = data(client.get("/api/v1/format_query", params={"query": "sum by(job)(up)"}))
+    assert "sum by (job) (up)" in formatted.replace("\n", " ")
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.0, "0"), (1.0, "1"), (-2.5, "-2.5"), (0.1, "0.1"), (1e16, "10000000000000000"),
+     (1e-05, "0.00001"), (1e-07, "1e-07"), (1.5e21, "1.5e+21"), (123456.789, "123456.789"),
+     (math.nan, "NaN"), (math.inf, "+Inf"), (-math.inf, "-Inf")],
+)  # fmt: skip
+def test_value_formatting_matches_prometheus(value: float, text: str) -> None:
+    assert format_value(value) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("1435781451.781", 1435781451781), ("1435781451", 1435781451000), ("-1.5", -1500),
+     ("2015-07-01T20:10:51.781Z", 1435781451781), ("2015-07-01T22:10:51+02:00", 1435781451000)],
+)  # fmt: skip
+def test_time_parameters(text: str, ms: int) -> None:
+    assert parse_time_ms(text) == ms
