@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -26,6 +24,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from bench.record import record as record_result
 from signalroom.storage.wal import WAL, FsyncPolicy
 
 RESULTS = Path(__file__).resolve().parent / "results" / "wal.json"
@@ -226,22 +225,32 @@ def main() -> None:
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
-    report = {
-        "benchmark": "wal",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
+    def rate(label: str, writers: int, size: int) -> float:
+        return next(
+            r["appends_per_s"]
+            for r in results
+            if r["label"] == label and r["writers"] == writers and r["record_bytes"] == size
+        )
+
+    floor = rate("os.write+fdatasync", 1, 100)
+    summary = (
+        f"100 B records, appends/s (median of {args.runs}): always 1 writer "
+        f"{rate('always', 1, 100):,.0f} vs bare write+fdatasync {floor:,.0f} "
+        f"({rate('always', 1, 100) / floor:.2f}x); "
+        f"batch 8 writers {rate('batch(2ms)', 8, 100):,.0f}; "
+        f"never {rate('never', 1, 100):,.0f}; 4 KiB always 8 writers {rate('always', 8, 4096):,.0f}"
+    )
+    record_result(
+        "wal",
+        {
+            "seconds_per_run": args.seconds,
+            "runs": args.runs,
+            "statistic": "median of runs",
             "directory": str(args.dir or tempfile.gettempdir()),
+            "cases": results,
         },
-        "seconds_per_run": args.seconds,
-        "runs": args.runs,
-        "statistic": "median of runs",
-        "results": results,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        summary,
+    )
 
     header = (
         f"{'case':<20} {'writers':>7} {'bytes':>6} {'appends/s':>11} {'MB/s':>8} "
@@ -256,6 +265,7 @@ def main() -> None:
             f"{r['p50_latency_us']:>9.0f} {r['fsyncs_per_append']:>9.3f}"
         )
     print(f"\nwritten to {RESULTS}")
+    print(summary)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ or ``pytest_plugins = ["tests.support.postgres"]``, or ``pytest -p tests.support
 ``fresh_database(postgres_url)`` gives each test its own empty database on that cluster.
 
 The server binaries come from Debian's ``postgresql`` package; without them the helper raises
-``PostgresUnavailable`` telling to run ``scripts/install-system-deps.sh postgresql`` (never a silent skip).
+``PostgresUnavailable`` telling to run ``scripts/install-system-deps.sh postgresql``
+(never a silent skip).
 """
 
 from __future__ import annotations
