@@ -6,7 +6,6 @@ The time-series store implements `Querier` structurally; promql never imports it
 from __future__ import annotations
 
 import enum
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,21 +15,10 @@ import numpy.typing as npt
 import re2
 
 from signalroom.model.labels import METRIC_NAME, Labels
-
-STALE_NAN_BITS = 0x7FF0000000000002
-STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
-
-
-def is_stale_nan(value: float) -> bool:
-    """True for Prometheus's staleness marker (a NaN with a specific bit pattern)."""
-    return bool(struct.pack("<d", value) == struct.pack("<Q", STALE_NAN_BITS))
-
-
-def stale_mask(values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-    """Vectorised `is_stale_nan` over a float64 array."""
-    bits = np.asarray(values, dtype=np.float64).view(np.uint64)
-    result: npt.NDArray[np.bool_] = bits == np.uint64(STALE_NAN_BITS)
-    return result
+from signalroom.model.samples import STALE_NAN as STALE_NAN  # re-exported
+from signalroom.model.samples import STALE_NAN_BITS as STALE_NAN_BITS
+from signalroom.model.samples import is_stale_nan as is_stale_nan
+from signalroom.model.samples import stale_mask as stale_mask
 
 
 class MatchType(enum.Enum):

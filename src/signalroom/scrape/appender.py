@@ -9,34 +9,18 @@ own batches.
 from __future__ import annotations
 
 import asyncio
-import math
-import struct
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from signalroom.model.labels import Labels
-
-STALE_NAN_BITS = 0x7FF0000000000002
-"""Prometheus's staleness marker: a NaN with this exact bit pattern."""
-NORMAL_NAN_BITS = 0x7FF8000000000001
-"""The NaN that Prometheus stores for a NaN sample value, so it never looks stale."""
-
-STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
-NORMAL_NAN: float = struct.unpack("<d", struct.pack("<Q", NORMAL_NAN_BITS))[0]
-
-
-def is_stale_nan(value: float) -> bool:
-    """True when ``value`` is the staleness marker (not any other NaN)."""
-    return math.isnan(value) and struct.pack("<d", value) == struct.pack("<Q", STALE_NAN_BITS)
-
-
-def stale_mask(values: np.ndarray) -> np.ndarray:
-    """Boolean mask of the staleness markers in a float64 array."""
-    bits = np.asarray(values, dtype=np.float64).view(np.uint64)
-    mask: np.ndarray = bits == np.uint64(STALE_NAN_BITS)
-    return mask
+from signalroom.model.samples import NORMAL_NAN as NORMAL_NAN  # re-exported
+from signalroom.model.samples import NORMAL_NAN_BITS as NORMAL_NAN_BITS
+from signalroom.model.samples import STALE_NAN as STALE_NAN
+from signalroom.model.samples import STALE_NAN_BITS as STALE_NAN_BITS
+from signalroom.model.samples import is_stale_nan as is_stale_nan
+from signalroom.model.samples import stale_mask as stale_mask
 
 
 @dataclass(frozen=True)
