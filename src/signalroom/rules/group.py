@@ -1,0 +1,248 @@
+"""Rule groups: ordered rules evaluated at one timestamp, staleness for vanished series,
+Prometheus's slotted evaluation times, `for`-state restore and state copy on reload."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from signalroom.model.labels import Labels
+from signalroom.promql.storage import STALE_NAN
+from signalroom.rules.rule import (
+    ALERT_FOR_STATE_METRIC,
+    Alert,
+    AlertingRule,
+    Health,
+    RecordingRule,
+    RuleBase,
+    RuleError,
+    RuleQueryFunc,
+    restore_active_at,
+)
+from signalroom.templating.prometheus import QueryFunc
+
+Rule = RecordingRule | AlertingRule
+
+
+@dataclass
+class EvalContext:
+    """What a group needs from its manager to evaluate."""
+
+    query: RuleQueryFunc
+    append: object  # Callable[[list[tuple[Labels, int, float]]], None]
+    send: object  # Callable[[str, list[Alert]], None]
+    resend_delay_ms: int = 60_000
+    template_query: QueryFunc | None = None
+
+
+@dataclass
+class GroupMetrics:
+    iterations_total: int = 0
+    iterations_missed_total: int = 0
+    evaluations_total: int = 0
+    evaluation_failures_total: int = 0
+    last_duration_seconds: float = 0.0
+    duration_seconds_sum: float = 0.0
+    duration_seconds_count: int = 0
+    rule_eval_seconds_sum: float = 0.0
+    rule_eval_seconds_count: int = 0
+    last_evaluation_samples: int = 0
+    last_evaluation_ms: int = 0
+
+
+@dataclass
+class Group:
+    """A named, ordered list of rules from one file."""
+
+    name: str
+    file: str
+    interval_ms: int
+    rules: list[Rule]
+    limit: int = 0
+    query_offset_ms: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    should_restore: bool = False
+    series_in_previous_eval: list[dict[Labels, None]] = field(default_factory=list)
+    stale_series: list[Labels] = field(default_factory=list)
+    metrics: GroupMetrics = field(default_factory=GroupMetrics)
+    last_evaluation_ms: int = 0
+    evaluation_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.series_in_previous_eval:
+            self.series_in_previous_eval = [{} for _ in self.rules]
+
+    @property
+    def key(self) -> str:
+        return f"{self.file};{self.name}"
+
+    def hash64(self) -> int:
+        return Labels({"name": self.name, "file": self.file}).hash64()
+
+    def eval_timestamp_ms(self, now_ns: int) -> int:
+        """Start of the current slot: Prometheus offsets each group by a hash of its identity."""
+        interval_ns = self.interval_ms * 1_000_000
+        offset = self.hash64() % interval_ns
+        adj = now_ns - offset
+        base = adj - (adj % interval_ns)
+        return (base + offset) // 1_000_000
+
+    def equals(self, other: Group) -> bool:
+        """Same definition (Prometheus keeps unchanged groups as they are on reload)."""
+        if (self.name, self.file, self.interval_ms, self.limit, self.query_offset_ms) != (
+            other.name,
+            other.file,
+            other.interval_ms,
+            other.limit,
+            other.query_offset_ms,
+        ) or len(self.rules) != len(other.rules):
+            return False
+        return all(
+            _rule_def(a) == _rule_def(b) for a, b in zip(self.rules, other.rules, strict=True)
+        )
+
+    def copy_state(self, old: Group) -> None:
+        """Carry alert state and series of matching rules over from the group being replaced."""
+        self.last_evaluation_ms = old.last_evaluation_ms
+        self.evaluation_seconds = old.evaluation_seconds
+        by_identity: dict[str, list[int]] = {}
+        for i, rule in enumerate(old.rules):
+            by_identity.setdefault(rule.identity(), []).append(i)
+        for i, rule in enumerate(self.rules):
+            indexes = by_identity.get(rule.identity())
+            if not indexes:
+                continue
+            j = indexes.pop(0)
+            self.series_in_previous_eval[i] = old.series_in_previous_eval[j]
+            old_rule = old.rules[j]
+            if isinstance(rule, AlertingRule) and isinstance(old_rule, AlertingRule):
+                rule.active.update(old_rule.active)
+                rule.restored = old_rule.restored or rule.restored
+        self.stale_series = list(old.stale_series)
+        for identity, leftover in by_identity.items():
+            del identity
+            for j in leftover:
+                self.stale_series.extend(old.series_in_previous_eval[j])
+
+    def eval(self, ts_ms: int, ctx: EvalContext) -> None:
+        """Evaluate every rule in order at `ts_ms`, write results and send alerts."""
+        start = time.perf_counter()
+        append = ctx.append
+        send = ctx.send
+        samples_total = 0
+        for i, rule in enumerate(self.rules):
+            rule_start = time.perf_counter()
+            self.metrics.evaluations_total += 1
+            try:
+                if isinstance(rule, AlertingRule):
+                    vector = rule.eval(
+                        ts_ms, ctx.query, self.limit, self.query_offset_ms, ctx.template_query
+                    )
+                else:
+                    offset_query = _offset(ctx.query, self.query_offset_ms)
+                    vector = rule.eval(ts_ms, offset_query, self.limit)
+            except RuleError as exc:
+                _finish(rule, Health.ERR, str(exc), ts_ms, rule_start)
+                self.metrics.evaluation_failures_total += 1
+                self._observe_rule(rule)
+                continue
+            _finish(rule, Health.OK, None, ts_ms, rule_start)
+            samples_total += len(vector)
+            if isinstance(rule, AlertingRule):
+                due = rule.alerts_to_send(ts_ms, ctx.resend_delay_ms, self.interval_ms)
+                if due:
+                    send(rule.expr, due)  # type: ignore[operator]
+            sample_ts = ts_ms - self.query_offset_ms
+            returned: dict[Labels, None] = {}
+            batch: list[tuple[Labels, int, float]] = []
+            for lbls, value in vector:
+                batch.append((lbls, sample_ts, value))
+                returned[lbls] = None
+            for lbls in self.series_in_previous_eval[i]:
+                if lbls not in returned:
+                    batch.append((lbls, sample_ts, STALE_NAN))
+            if batch:
+                append(batch)  # type: ignore[operator]
+            self.series_in_previous_eval[i] = returned
+            self._observe_rule(rule)
+        if self.stale_series:
+            sample_ts = ts_ms - self.query_offset_ms
+            append([(lbls, sample_ts, STALE_NAN) for lbls in self.stale_series])  # type: ignore[operator]
+            self.stale_series = []
+        elapsed = time.perf_counter() - start
+        self.evaluation_seconds = elapsed
+        self.last_evaluation_ms = ts_ms
+        self.metrics.last_duration_seconds = elapsed
+        self.metrics.duration_seconds_sum += elapsed
+        self.metrics.duration_seconds_count += 1
+        self.metrics.iterations_total += 1
+        self.metrics.last_evaluation_samples = samples_total
+        self.metrics.last_evaluation_ms = ts_ms
+
+    def _observe_rule(self, rule: RuleBase) -> None:
+        self.metrics.rule_eval_seconds_sum += rule.evaluation_seconds
+        self.metrics.rule_eval_seconds_count += 1
+
+    def restore_for_state(
+        self,
+        now_ms: int,
+        select_for_state: object,
+        outage_tolerance_ms: int,
+        grace_ms: int,
+    ) -> None:
+        """Restore ActiveAt of active alerts from ALERTS_FOR_STATE (Group.RestoreForState).
+
+        `select_for_state(alertname, min_ms, max_ms)` returns (labels without __name__,
+        last timestamp ms, last value) per ALERTS_FOR_STATE series.
+        """
+        mint = now_ms - outage_tolerance_ms
+        for rule in self.rules:
+            if not isinstance(rule, AlertingRule):
+                continue
+            if rule.hold_ms < grace_ms:
+                rule.restored = True
+                continue
+            found = select_for_state(rule.name, mint, now_ms)  # type: ignore[operator]
+            by_labels = {lbls: (t, v) for lbls, t, v in found}
+            for alert in rule.active.values():
+                hit = by_labels.get(alert.labels)
+                if hit is None:
+                    continue
+                t, v = hit
+                if math.isnan(v):
+                    continue
+                alert.active_at_ms = restore_active_at(
+                    int(v) * 1000, t, now_ms, rule.hold_ms, grace_ms
+                )
+            rule.restored = True
+
+
+def _finish(rule: RuleBase, health: Health, error: str | None, ts_ms: int, started: float) -> None:
+    rule.health = health
+    rule.last_error = error
+    rule.last_evaluation_ms = ts_ms
+    rule.evaluation_seconds = time.perf_counter() - started
+
+
+def _offset(query: RuleQueryFunc, offset_ms: int) -> RuleQueryFunc:
+    if not offset_ms:
+        return query
+    return lambda expr, ts: query(expr, ts - offset_ms)
+
+
+def _rule_def(rule: Rule) -> tuple[object, ...]:
+    if isinstance(rule, AlertingRule):
+        return (
+            "alert",
+            rule.name,
+            rule.expr,
+            rule.hold_ms,
+            rule.keep_firing_for_ms,
+            rule.labels,
+            rule.annotations,
+        )
+    return ("record", rule.name, rule.expr, rule.labels)
+
+
+__all__ = ["ALERT_FOR_STATE_METRIC", "Alert", "EvalContext", "Group", "Rule"]
