@@ -7,8 +7,9 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 # Some machines set this; without cached bytecode every server start re-compiles its imports.
 unexport PYTHONDONTWRITEBYTECODE
-# Debian packages the tests use: a real PostgreSQL for the state store tests.
-TEST_DEBS := postgresql
+# Debian packages the tests start for real: PostgreSQL (state store), Prometheus and promtool
+# (differential tests of rules and queries), Alertmanager and amtool (alert manager).
+TEST_DEBS := postgresql prometheus prometheus-alertmanager
 
 .PHONY: help install run test lint typecheck pytest bench lock ui clean
 

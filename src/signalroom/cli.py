@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="Create API tokens for auth.tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+rules_app = typer.Typer(help="Check and unit-test Prometheus rule files.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
 alerting_app = typer.Typer(
     help="Work with the alert manager's configuration.", no_args_is_help=True
 )
@@ -138,6 +140,30 @@ def promql_test(
     from signalroom.promql.promqltest import main as run_promqltest
 
     raise typer.Exit(run_promqltest([str(f) for f in files], verbose=verbose))
+
+
+@rules_app.command("check")
+def rules_check(
+    files: Annotated[list[Path], typer.Argument(help="Prometheus rule files.")],
+) -> None:
+    """Check rule files for syntax and semantic errors, as `promtool check rules`."""
+    from signalroom.rules.check import check_rules
+
+    output, code = check_rules([str(f) for f in files])
+    sys.stdout.write(output)
+    raise typer.Exit(code)
+
+
+@rules_app.command("test")
+def rules_test(
+    files: Annotated[list[Path], typer.Argument(help="Rule unit-test files (promtool format).")],
+) -> None:
+    """Run rule unit tests, as `promtool test rules`."""
+    from signalroom.rules.unittest import run_rule_tests
+
+    output, code = run_rule_tests([str(f) for f in files])
+    sys.stdout.write(output)
+    raise typer.Exit(code)
 
 
 @routes_app.command("test")
