@@ -1,4 +1,6 @@
-"""Run every benchmark (``make bench``) or the ones named: ``python -m bench wal segments``."""
+"""Run every benchmark (``make bench``) or the ones named: ``python -m bench wal segments``.
+
+Arguments that are not benchmark names (``--full``) go to each benchmark run."""
 
 from __future__ import annotations
 
@@ -9,12 +11,20 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 
 
-def main(names: list[str]) -> int:
+def main(argv: list[str]) -> int:
     scripts = sorted(BENCH_DIR.glob("bench_*.py"))
+    available = {s.stem.removeprefix("bench_") for s in scripts}
+    names = [a for a in argv if a in available]
+    passed = [a for a in argv if a not in available]
+    unknown = [a for a in passed if not a.startswith("-")]
+    if unknown:
+        print(f"unknown benchmarks {unknown}; available: {', '.join(sorted(available))}")
+        return 2
     if names:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in names]
     for script in scripts:
         print(f"== {script.stem}", flush=True)
+        sys.argv = [str(script), *passed]
         runpy.run_path(str(script), run_name="__main__")
     return 0
 

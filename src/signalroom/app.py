@@ -15,23 +15,39 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
-from signalroom.auth import Authenticator
+from pydantic import ValidationError
+
+from signalroom.alerting.config import AlertmanagerConfig
+from signalroom.auth import Authenticator, Principal, hash_token, new_token
 from signalroom.config import (
     Config,
     ConfigError,
     ListenAddress,
     RetentionConfig,
+    SectionProblem,
+    SectionValidator,
     load_config,
     parse_listen,
 )
+from signalroom.model.labels import Labels
 from signalroom.promql.engine import Engine
+from signalroom.scrape.appender import MetricMetadata as ScrapedMetadata
+from signalroom.scrape.config import (
+    ScrapeConfigError,
+    default_self_scrape_config,
+    parse_scrape_configs,
+)
+from signalroom.scrape.manager import ScrapeManager
 from signalroom.storage.state import StateStore
+from signalroom.tsdb import TSDB, MetricMetadata, SampleBatch, TSDBOptions
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from signalroom.storage.table import DurableTable
-    from signalroom.web.prometheus_api import MetricsStore
 
 log = logging.getLogger("signalroom.app")
 
@@ -104,14 +120,17 @@ class Signalroom:
         self.config_path = config_path
         self.data_dir = data_dir
         self.listen = listen or parse_listen(config.server.listen)
-        self.authenticator = Authenticator(config.auth)
+        # signalroom scrapes its own /metrics; with auth on, it uses a token made at start.
+        self._self_token = new_token()
+        self.authenticator = self._authenticator(config)
         self.started_at = time.time()
         self.ready = False
         self.last_reload_ok = True
         self.last_reload_at = time.time()
         self.state: StateStore | None = None
         self.query_engine = Engine()
-        self.metrics: MetricsStore | None = None
+        self.metrics: TSDB | None = None
+        self.scraper: ScrapeManager | None = None
         self.tables: dict[str, DurableTable] = {}
         self._lock = DataDirLock(data_dir)
         self._maintenance: asyncio.Task[None] | None = None
@@ -128,7 +147,16 @@ class Signalroom:
             self.state = StateStore(url)
             revision = await asyncio.to_thread(self.state.migrate)
             log.info("state store ready", extra={"state_revision": revision})
+            self.metrics = await asyncio.to_thread(
+                TSDB(self.data_dir / "metrics", options=tsdb_options(self.config)).open
+            )
+            self.scraper = ScrapeManager(
+                TSDBAppender(self.metrics), self.config.global_, base_dir=self._config_dir()
+            )
+            await self.scraper.apply_config(self._scrape_configs(self.config))
+            await self.scraper.start()
         except BaseException:
+            await self._close_storage()
             self._lock.release()
             raise
         self._maintenance = asyncio.create_task(self._maintain(), name="storage-maintenance")
@@ -149,13 +177,41 @@ class Signalroom:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        if self.scraper is not None:
+            await self.scraper.stop()
         for name, table in self.tables.items():
             await asyncio.to_thread(table.close)
             log.info("flushed and closed table", extra={"table": name})
-        if self.state is not None:
-            self.state.close()
+        await self._close_storage()
         self._lock.release()
         log.info("signalroom stopped")
+
+    async def _close_storage(self) -> None:
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
+            self.metrics = None
+        if self.state is not None:
+            self.state.close()
+            self.state = None
+
+    def _authenticator(self, config: Config) -> Authenticator:
+        internal = {hash_token(self._self_token): Principal("signalroom-self-scrape",
+                                                            frozenset({"read"}), None)}  # fmt: skip
+        return Authenticator(config.auth, internal=internal)
+
+    def _config_dir(self) -> Path:
+        return self.config_path.parent if self.config_path else Path.cwd()
+
+    def _scrape_configs(self, config: Config) -> list[dict[str, Any]]:
+        """The configured jobs, plus signalroom's own /metrics unless a job has its name."""
+        jobs = list(config.scrape_configs)
+        names = {job.get("job_name") for job in jobs}
+        if config.server.self_scrape and "signalroom" not in names:
+            own = default_self_scrape_config(str(self.listen))
+            if self.authenticator.enabled:
+                own["authorization"] = {"credentials": self._self_token}
+            jobs.insert(0, own)
+        return jobs
 
     def add_table(self, name: str, table: DurableTable) -> DurableTable:
         """Register an opened table: it is flushed, compacted and trimmed in the background
@@ -179,6 +235,14 @@ class Signalroom:
             if time.monotonic() - last_compaction < interval_s:
                 continue
             last_compaction = time.monotonic()
+            if self.metrics is not None:
+                retention = self.config.storage.metrics_retention
+                try:
+                    await asyncio.to_thread(
+                        self.metrics.apply_retention, retention.time or None, retention.size or None
+                    )
+                except Exception:
+                    log.exception("metric retention failed")
             for name, table in list(self.tables.items()):
                 try:
                     await asyncio.to_thread(table.compact)
@@ -204,7 +268,7 @@ class Signalroom:
     async def reload(self) -> ReloadResult:
         """Re-read the configuration file; an invalid one keeps the running configuration."""
         async with self._reload_lock:
-            result = self._reload()
+            result = await self._reload()
             self.last_reload_ok = result.ok
             self.last_reload_at = time.time()
             level = logging.INFO if result.ok else logging.ERROR
@@ -215,11 +279,11 @@ class Signalroom:
             )
             return result
 
-    def _reload(self) -> ReloadResult:
+    async def _reload(self) -> ReloadResult:
         if self.config_path is None:
             return ReloadResult(True, "no configuration file: built-in defaults stay in force")
         try:
-            new = load_config(self.config_path)
+            new = load_configuration(self.config_path)
             check_exposure(self.listen, new)
         except (ConfigError, StartupError) as exc:
             return ReloadResult(False, f"kept the running configuration: {exc}")
@@ -229,12 +293,103 @@ class Signalroom:
                 ("server.listen", self.config.server.listen, new.server.listen),
                 ("storage.state_url", self.config.storage.state_url, new.storage.state_url),
                 ("storage.wal", self.config.storage.wal, new.storage.wal),
+                ("limits (series and samples)", tsdb_options(self.config), tsdb_options(new)),
             )
             if before != after
         ]
         self.config = new
-        self.authenticator = Authenticator(new.auth)
+        self.authenticator = self._authenticator(new)
+        if self.scraper is not None:
+            self.scraper.global_cfg = new.global_
+            await self.scraper.apply_config(self._scrape_configs(new))
         message = f"loaded {self.config_path} ({new.digest()})"
         if restart:
             message += "; changes to " + ", ".join(restart) + " take effect after a restart"
         return ReloadResult(True, message, restart)
+
+
+def tsdb_options(config: Config) -> TSDBOptions:
+    """The metric store's settings from the storage and limits sections."""
+    storage, limits = config.storage, config.limits
+    return TSDBOptions(
+        out_of_order_window_ms=storage.metrics_out_of_order_window,
+        wal_fsync=storage.wal.fsync,
+        wal_segment_bytes=storage.wal.segment_size,
+        wal_batch_interval=storage.wal.batch_interval / 1000,
+        retention_ms=storage.metrics_retention.time,
+        retention_bytes=storage.metrics_retention.size,
+        max_series_total=limits.max_series_total,
+        max_series_per_tenant=limits.max_series_per_tenant,
+        max_series_per_metric=limits.max_series_per_metric,
+        max_label_name_length=limits.max_label_name_length,
+        max_label_value_length=limits.max_label_value_length,
+        max_label_names_per_series=limits.max_label_names_per_series,
+        max_samples_per_request=limits.max_samples_per_request,
+    )
+
+
+class TSDBAppender:
+    """Hands each scrape to the metric store as one columnar batch."""
+
+    def __init__(self, tsdb: TSDB) -> None:
+        self.tsdb = tsdb
+
+    async def append(
+        self,
+        tenant: str,
+        series: list[Labels],
+        timestamps_ms: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float64],
+        metadata: list[ScrapedMetadata],
+    ) -> None:
+        import numpy as np
+
+        if metadata:
+            self.tsdb.add_metadata(
+                tenant,
+                [MetricMetadata(m.metric_family, m.type, m.help, m.unit) for m in metadata],
+            )
+        if not series:
+            return
+        batch = SampleBatch(
+            np.arange(len(series), dtype=np.int32), timestamps_ms, values, series=series
+        )
+        # Rejected samples (out of order, limits) are counted by the store, as Prometheus
+        # counts them for scrapes; they do not fail the scrape.
+        await self.tsdb.append_async(tenant, batch)
+
+
+def _validate_scrape(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
+    if not isinstance(raw, list):
+        return [((), "must be a list of scrape configs")]
+    try:
+        parse_scrape_configs(raw, config.global_, base_dir=base_dir)
+    except ScrapeConfigError as exc:
+        return [(tuple(p.path[1:]) if p.path[:1] == ("scrape_configs",) else tuple(p.path),
+                 p.message) for p in exc.problems]  # fmt: skip
+    return []
+
+
+def _validate_alerting(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
+    if not raw:
+        return []
+    try:
+        AlertmanagerConfig.model_validate(raw)
+    except ValidationError as exc:
+        return [
+            (tuple(p for p in e["loc"] if isinstance(p, int) or "[" not in p),
+             e["msg"].removeprefix("Value error, "))
+            for e in exc.errors(include_url=False)
+        ]  # fmt: skip
+    return []
+
+
+CONFIG_SECTIONS: dict[str, SectionValidator] = {
+    "scrape_configs": _validate_scrape,
+    "alerting": _validate_alerting,
+}
+
+
+def load_configuration(path: Path) -> Config:
+    """Load and validate the whole configuration, including the sections packages own."""
+    return load_config(path, sections=CONFIG_SECTIONS)

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from signalroom.config import AuthConfig, Scope
@@ -54,17 +55,24 @@ ANONYMOUS = Principal("anonymous", frozenset({"read", "write", "admin"}), None)
 class Authenticator:
     """Checks credentials against the configured token hashes."""
 
-    def __init__(self, config: AuthConfig) -> None:
+    def __init__(
+        self, config: AuthConfig, *, internal: Mapping[str, Principal] | None = None
+    ) -> None:
+        """``internal`` maps token hashes of signalroom's own callers (its self-scrape) to
+        their principals; they count only when auth is on."""
         self._by_hash = {
             t.sha256: Principal(
                 t.name, frozenset(t.scopes), frozenset(t.tenants) if t.tenants else None
             )
             for t in config.tokens
         }
+        self._enabled = bool(self._by_hash)
+        if self._enabled:
+            self._by_hash.update(internal or {})
 
     @property
     def enabled(self) -> bool:
-        return bool(self._by_hash)
+        return self._enabled
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind an ``Authorization`` header value (Bearer, or Basic whose

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 import signalroom
-from signalroom.config import Config, ConfigError, load_config, parse_listen
+from signalroom.config import Config, ConfigError, parse_listen
 
 app = typer.Typer(
     name="signalroom",
@@ -35,10 +35,12 @@ out = Console(highlight=False)
 
 
 def _load(path: Path | None) -> Config:
+    from signalroom.app import load_configuration
+
     if path is None:
         return Config()
     try:
-        return load_config(path)
+        return load_configuration(path)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]error:[/red] {problem}", soft_wrap=True)
@@ -87,10 +89,12 @@ def check_config(
     files: Annotated[list[Path], typer.Argument(help="Configuration files to check.")],
 ) -> None:
     """Check configuration files; every problem is printed with its file, line and key."""
+    from signalroom.app import load_configuration
+
     failed = False
     for path in files:
         try:
-            cfg = load_config(path)
+            cfg = load_configuration(path)
         except ConfigError as exc:
             failed = True
             for problem in exc.problems:

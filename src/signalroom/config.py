@@ -18,7 +18,7 @@ import hashlib
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -71,6 +71,7 @@ def _size(value: Any) -> int:
 DurationMs = Annotated[int, BeforeValidator(_duration)]
 """A Prometheus duration string (``15s``, ``1h30m``), held as milliseconds."""
 ByteSize = Annotated[int, BeforeValidator(_size)]
+Count = Annotated[int, Field(ge=0)]
 """A size string (``512MB``, ``1GiB``), held as bytes."""
 
 
@@ -127,6 +128,8 @@ class ServerConfig(ConfigModel):
     listen: str = DEFAULT_LISTEN
     external_url: str | None = None
     shutdown_timeout: DurationMs = 30_000
+    self_scrape: bool = True
+    """Scrape signalroom's own /metrics as job ``signalroom``."""
 
     @field_validator("listen")
     @classmethod
@@ -163,6 +166,8 @@ class StorageConfig(ConfigModel):
     flush_interval: DurationMs = 60_000
     compaction_interval: DurationMs = 300_000
     metrics_retention: RetentionConfig = _retention("15d")
+    metrics_out_of_order_window: DurationMs = 0
+    """How much older than a series' newest sample a sample may be; 0 rejects them."""
     logs_retention: RetentionConfig = _retention("30d")
     traces_retention: RetentionConfig = _retention("72h")
     events_retention: RetentionConfig = _retention("400d")
@@ -215,9 +220,17 @@ class AuthConfig(ConfigModel):
 
 
 class LimitsConfig(ConfigModel):
-    """Guards that keep one client from hurting the server; each breach names its limit."""
+    """Guards that keep one client from hurting the server; each breach names its limit.
+    Zero means no limit."""
 
     max_request_body: ByteSize = 64 * 1024**2
+    max_series_total: Count = 2_000_000
+    max_series_per_tenant: Count = 0
+    max_series_per_metric: Count = 0
+    max_label_name_length: Count = 1024
+    max_label_value_length: Count = 4096
+    max_label_names_per_series: Count = 64
+    max_samples_per_request: Count = 5_000_000
 
 
 class SignalConfig(ConfigModel):
@@ -370,14 +383,24 @@ def _clean_loc(loc: tuple[str | int, ...]) -> Path_:
     )
 
 
+SectionProblem = tuple[Path_, str]
+"""A problem in one section: the path below the section's key, and the message."""
+SectionValidator = Callable[[Any, Config, Path], list[SectionProblem]]
+"""Validates a section that a package owns (``scrape_configs``, ``alerting``, ...): given the
+raw section, the parsed configuration and the config file's directory, lists the problems."""
+
+
 def parse_config(
     text: str,
     *,
     filename: str = "signalroom.yml",
     base_dir: Path | None = None,
     env: Mapping[str, str] | None = None,
+    sections: Mapping[str, SectionValidator] | None = None,
 ) -> Config:
-    """Parse and validate a configuration document; raise ``ConfigError`` naming file and line."""
+    """Parse and validate a configuration document; raise ``ConfigError`` naming file and line.
+
+    ``sections`` validate the sections owned by other packages, with the same error form."""
     environment = os.environ if env is None else env
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -394,8 +417,9 @@ def parse_config(
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1:1: the configuration must be a mapping of sections"])
+    directory = base_dir or Path(".")
     try:
-        return Config.model_validate(data, context={"base_dir": base_dir or Path(".")})
+        config = Config.model_validate(data, context={"base_dir": directory})
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
@@ -407,12 +431,29 @@ def parse_config(
                 message = f"unknown key {loc[-1]!r} (check its spelling and section)"
             problems.append(f"{where}: {_format_loc(loc) or '(top level)'}: {message}")
         raise ConfigError(problems) from None
+    section_problems = []
+    for key, validate in (sections or {}).items():
+        if key not in data:
+            continue
+        for relative, message in validate(data[key], config, directory):
+            path = (key, *relative)
+            position = positions.nearest(path)
+            where = f"{filename}:{position[0]}:{position[1]}" if position else filename
+            section_problems.append(f"{where}: {_format_loc(path)}: {message}")
+    if section_problems:
+        raise ConfigError(section_problems)
+    return config
 
 
-def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    sections: Mapping[str, SectionValidator] | None = None,
+) -> Config:
     """Load ``path``; raise ``ConfigError`` with every problem, each naming file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the configuration: {exc.strerror}"]) from None
-    return parse_config(text, filename=str(path), base_dir=path.parent, env=env)
+    return parse_config(text, filename=str(path), base_dir=path.parent, env=env, sections=sections)

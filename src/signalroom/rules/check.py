@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from signalroom.rules.rulefmt import RuleFile, RuleFileError, parse_file
@@ -17,7 +18,7 @@ def _duplicates(rule_file: RuleFile) -> list[tuple[str, list[tuple[str, str]]]]:
         for rule in group.rules
     )
     dups: list[tuple[str, list[tuple[str, str]]]] = []
-    for prev, cur in zip(keyed, keyed[1:], strict=False):
+    for prev, cur in itertools.pairwise(keyed):
         if prev == cur and (not dups or dups[-1] != cur):
             dups.append(cur)
     return dups

@@ -4,7 +4,9 @@ Prometheus's slotted evaluation times, `for`-state restore and state copy on rel
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from signalroom.model.labels import Labels
@@ -25,20 +27,38 @@ from signalroom.templating.prometheus import QueryFunc
 Rule = RecordingRule | AlertingRule
 
 
+#: Writes rule output: (labels, timestamp ms, value) samples.
+AppendFunc = Callable[[list[tuple[Labels, int, float]]], None]
+#: Sends alerts due for (re)sending, with the rule's expression for the generator URL.
+SendFunc = Callable[[str, list[Alert]], None]
+#: Restore look-up: (alertname, min ms, max ms) -> (labels, last ts ms, last value).
+ForStateSelect = Callable[[str, int, int], list[tuple[Labels, int, float]]]
+
+
+def _ignore(_seconds: float) -> None:
+    return None
+
+
 @dataclass
 class EvalContext:
     """What a group needs from its manager to evaluate."""
 
     query: RuleQueryFunc
-    append: object  # Callable[[list[tuple[Labels, int, float]]], None]
-    send: object  # Callable[[str, list[Alert]], None]
+    append: AppendFunc
+    send: SendFunc
     resend_delay_ms: int = 60_000
     template_query: QueryFunc | None = None
+    #: Wall clock (Unix seconds) for lastEvaluation times, as Prometheus reports them.
+    clock: Callable[[], float] = time.time
+    #: Observes each rule's evaluation duration (prometheus_rule_evaluation_duration_seconds).
+    observe_rule: Callable[[float], None] = _ignore
 
 
 @dataclass
 class GroupMetrics:
-    iterations_total: int = 0
+    """Per-group counters and gauges (labelled rule_group="<file>;<name>")."""
+
+    iterations_total: int = 0  # evaluations run; scheduled = this + missed
     iterations_missed_total: int = 0
     evaluations_total: int = 0
     evaluation_failures_total: int = 0
@@ -48,7 +68,8 @@ class GroupMetrics:
     rule_eval_seconds_sum: float = 0.0
     rule_eval_seconds_count: int = 0
     last_evaluation_samples: int = 0
-    last_evaluation_ms: int = 0
+    last_evaluation_ms: int = 0  # wall clock at the start of the last evaluation
+    last_restore_duration_seconds: float = 0.0
 
 
 @dataclass
@@ -66,8 +87,15 @@ class Group:
     series_in_previous_eval: list[dict[Labels, None]] = field(default_factory=list)
     stale_series: list[Labels] = field(default_factory=list)
     metrics: GroupMetrics = field(default_factory=GroupMetrics)
+    #: Wall clock (ms) at the start of the last evaluation (lastEvaluation in the API).
     last_evaluation_ms: int = 0
+    #: The slot timestamp (ms) the last evaluation ran at; stale markers are written there.
+    last_eval_timestamp_ms: int = 0
     evaluation_seconds: float = 0.0
+    #: Held while evaluating, so a reload copies state between evaluations, never during one.
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    #: Set (under `lock`) once a reload replaced or removed this group: it must not run again.
+    stopped: bool = False
 
     def __post_init__(self) -> None:
         if not self.series_in_previous_eval:
@@ -105,6 +133,7 @@ class Group:
     def copy_state(self, old: Group) -> None:
         """Carry alert state and series of matching rules over from the group being replaced."""
         self.last_evaluation_ms = old.last_evaluation_ms
+        self.last_eval_timestamp_ms = old.last_eval_timestamp_ms
         self.evaluation_seconds = old.evaluation_seconds
         by_identity: dict[str, list[int]] = {}
         for i, rule in enumerate(old.rules):
@@ -128,11 +157,13 @@ class Group:
     def eval(self, ts_ms: int, ctx: EvalContext) -> None:
         """Evaluate every rule in order at `ts_ms`, write results and send alerts."""
         start = time.perf_counter()
+        start_wall_ms = int(ctx.clock() * 1000)
         append = ctx.append
         send = ctx.send
         samples_total = 0
         for i, rule in enumerate(self.rules):
             rule_start = time.perf_counter()
+            rule_wall_ms = int(ctx.clock() * 1000)
             self.metrics.evaluations_total += 1
             try:
                 if isinstance(rule, AlertingRule):
@@ -143,16 +174,16 @@ class Group:
                     offset_query = _offset(ctx.query, self.query_offset_ms)
                     vector = rule.eval(ts_ms, offset_query, self.limit)
             except RuleError as exc:
-                _finish(rule, Health.ERR, str(exc), ts_ms, rule_start)
+                _finish(rule, Health.ERR, str(exc), rule_wall_ms, rule_start)
                 self.metrics.evaluation_failures_total += 1
-                self._observe_rule(rule)
+                self._observe_rule(rule, ctx)
                 continue
-            _finish(rule, Health.OK, None, ts_ms, rule_start)
+            _finish(rule, Health.OK, None, rule_wall_ms, rule_start)
             samples_total += len(vector)
             if isinstance(rule, AlertingRule):
                 due = rule.alerts_to_send(ts_ms, ctx.resend_delay_ms, self.interval_ms)
                 if due:
-                    send(rule.expr, due)  # type: ignore[operator]
+                    send(rule.expr, due)
             sample_ts = ts_ms - self.query_offset_ms
             returned: dict[Labels, None] = {}
             batch: list[tuple[Labels, int, float]] = []
@@ -163,31 +194,33 @@ class Group:
                 if lbls not in returned:
                     batch.append((lbls, sample_ts, STALE_NAN))
             if batch:
-                append(batch)  # type: ignore[operator]
+                append(batch)
             self.series_in_previous_eval[i] = returned
-            self._observe_rule(rule)
+            self._observe_rule(rule, ctx)
         if self.stale_series:
             sample_ts = ts_ms - self.query_offset_ms
-            append([(lbls, sample_ts, STALE_NAN) for lbls in self.stale_series])  # type: ignore[operator]
+            append([(lbls, sample_ts, STALE_NAN) for lbls in self.stale_series])
             self.stale_series = []
         elapsed = time.perf_counter() - start
         self.evaluation_seconds = elapsed
-        self.last_evaluation_ms = ts_ms
+        self.last_evaluation_ms = start_wall_ms
+        self.last_eval_timestamp_ms = ts_ms
         self.metrics.last_duration_seconds = elapsed
         self.metrics.duration_seconds_sum += elapsed
         self.metrics.duration_seconds_count += 1
         self.metrics.iterations_total += 1
         self.metrics.last_evaluation_samples = samples_total
-        self.metrics.last_evaluation_ms = ts_ms
+        self.metrics.last_evaluation_ms = start_wall_ms
 
-    def _observe_rule(self, rule: RuleBase) -> None:
+    def _observe_rule(self, rule: RuleBase, ctx: EvalContext) -> None:
         self.metrics.rule_eval_seconds_sum += rule.evaluation_seconds
         self.metrics.rule_eval_seconds_count += 1
+        ctx.observe_rule(rule.evaluation_seconds)
 
     def restore_for_state(
         self,
         now_ms: int,
-        select_for_state: object,
+        select_for_state: ForStateSelect,
         outage_tolerance_ms: int,
         grace_ms: int,
     ) -> None:
@@ -203,7 +236,7 @@ class Group:
             if rule.hold_ms < grace_ms:
                 rule.restored = True
                 continue
-            found = select_for_state(rule.name, mint, now_ms)  # type: ignore[operator]
+            found = select_for_state(rule.name, mint, now_ms)
             by_labels = {lbls: (t, v) for lbls, t, v in found}
             for alert in rule.active.values():
                 hit = by_labels.get(alert.labels)
@@ -218,10 +251,12 @@ class Group:
             rule.restored = True
 
 
-def _finish(rule: RuleBase, health: Health, error: str | None, ts_ms: int, started: float) -> None:
+def _finish(
+    rule: RuleBase, health: Health, error: str | None, wall_ms: int, started: float
+) -> None:
     rule.health = health
     rule.last_error = error
-    rule.last_evaluation_ms = ts_ms
+    rule.last_evaluation_ms = wall_ms
     rule.evaluation_seconds = time.perf_counter() - started
 
 
@@ -245,4 +280,13 @@ def _rule_def(rule: Rule) -> tuple[object, ...]:
     return ("record", rule.name, rule.expr, rule.labels)
 
 
-__all__ = ["ALERT_FOR_STATE_METRIC", "Alert", "EvalContext", "Group", "Rule"]
+__all__ = [
+    "ALERT_FOR_STATE_METRIC",
+    "Alert",
+    "AppendFunc",
+    "EvalContext",
+    "ForStateSelect",
+    "Group",
+    "Rule",
+    "SendFunc",
+]

@@ -5,22 +5,29 @@ recording results and ALERTS series, sends alerts, reloads keeping state, and an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from signalroom.model.labels import Labels
 from signalroom.promql import ast
 from signalroom.promql.engine import Engine
-from signalroom.promql.storage import Matcher, MatchType, MemoryStorage, Querier
+from signalroom.promql.storage import STALE_NAN, Matcher, MatchType, MemoryStorage, Querier
 from signalroom.promql.value import PromQLError, Scalar, Vector
 from signalroom.rules.group import EvalContext, Group, Rule
+from signalroom.rules.metrics import (
+    GROUP_DURATION_QUANTILES,
+    RULE_EVAL_QUANTILES,
+    WindowedSummary,
+)
 from signalroom.rules.rule import (
     ALERT_FOR_STATE_METRIC,
     Alert,
@@ -31,6 +38,9 @@ from signalroom.rules.rule import (
 )
 from signalroom.rules.rulefmt import RuleFileError, parse_file
 from signalroom.templating.builtins import query_escape
+from signalroom.templating.gofmt import format_float
+
+log = logging.getLogger(__name__)
 
 
 class SampleAppender(Protocol):
@@ -102,6 +112,13 @@ def make_query_func(
     return query
 
 
+@dataclass
+class _GroupRun:
+    group: Group
+    task: asyncio.Task[None]
+    done: asyncio.Event
+
+
 class RuleManager:
     """Evaluates Prometheus rule groups and feeds alerts to a notifier."""
 
@@ -136,7 +153,11 @@ class RuleManager:
         self.groups: dict[str, Group] = {}
         self.restored = False
         self.query = make_query_func(engine, querier_factory)
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.rule_duration = WindowedSummary(RULE_EVAL_QUANTILES)
+        self.group_duration = WindowedSummary(GROUP_DURATION_QUANTILES)
+        self._runs: dict[str, _GroupRun] = {}
+        self._running = False
+        self._retired: set[asyncio.Task[None]] = set()
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -195,8 +216,9 @@ class RuleManager:
         return groups
 
     def update(self, paths: Iterable[str]) -> None:
-        """(Re)load rule files: unchanged groups keep running as they are, changed ones take
-        over the alert state of matching rules, removed ones write stale markers."""
+        """(Re)load rule files (Manager.Update): unchanged groups keep running as they are,
+        changed ones take over the alert state of matching rules from the group they
+        replace, removed ones write stale markers for their series. Safe while running."""
         new = self.load_groups(paths, should_restore=not self.restored)
         for key, group in new.items():
             old = self.groups.get(key)
@@ -204,21 +226,25 @@ class RuleManager:
                 continue
             if old.equals(group):
                 new[key] = old
-            else:
+                continue
+            # Wait for an evaluation in flight, then retire the old group for good.
+            with old.lock:
+                old.stopped = True
                 group.copy_state(old)
         for key, old in self.groups.items():
-            if key not in new:
+            if key in new:
+                continue
+            with old.lock:
+                old.stopped = True
                 stale = [lbls for series in old.series_in_previous_eval for lbls in series]
-                if stale and old.last_evaluation_ms:
-                    from signalroom.promql.storage import STALE_NAN
-
-                    self.appender.append_samples(
-                        [(lbls, old.last_evaluation_ms, STALE_NAN) for lbls in stale]
-                    )
+                stale.extend(old.stale_series)
+                if stale and old.last_eval_timestamp_ms:
+                    ts = old.last_eval_timestamp_ms - old.query_offset_ms
+                    self.appender.append_samples([(lbls, ts, STALE_NAN) for lbls in stale])
         self.groups = new
         self.restored = True
-        if self._tasks:
-            self._restart_tasks()
+        if self._running:
+            self._sync_tasks()
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -229,11 +255,19 @@ class RuleManager:
             send=self._send,
             resend_delay_ms=self.resend_delay_ms,
             template_query=self.query,
+            clock=self.clock,
+            observe_rule=self.rule_duration.observe,
         )
 
-    def eval_group(self, group: Group, ts_ms: int) -> None:
-        """Evaluate one group at `ts_ms` (the loop calls this; tests call it directly)."""
-        group.eval(ts_ms, self._context())
+    def eval_group(self, group: Group, ts_ms: int) -> bool:
+        """Evaluate one group at slot `ts_ms` (DefaultEvalIterationFunc); the loop calls this,
+        tests call it directly. False if a reload retired the group in the meantime."""
+        with group.lock:
+            if group.stopped:
+                return False
+            group.eval(ts_ms, self._context())
+        self.group_duration.observe(group.evaluation_seconds)
+        return True
 
     def _send(self, expr: str, alerts: list[Alert]) -> None:
         if self.notifier is None or not alerts:
@@ -272,56 +306,93 @@ class RuleManager:
                 )
             return out
 
-        group.restore_for_state(now_ms, select, self.outage_tolerance_ms, self.for_grace_period_ms)
-        group.should_restore = False
+        started = time.perf_counter()
+        with group.lock:
+            group.restore_for_state(
+                now_ms, select, self.outage_tolerance_ms, self.for_grace_period_ms
+            )
+            group.should_restore = False
+        group.metrics.last_restore_duration_seconds = time.perf_counter() - started
 
     # --- running ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start one evaluation loop per group."""
-        self._restart_tasks()
-
-    def _restart_tasks(self) -> None:
-        for key, task in list(self._tasks.items()):
-            if key not in self.groups or task.get_name() != str(id(self.groups[key])):
-                task.cancel()
-                del self._tasks[key]
-        for key, group in self.groups.items():
-            if key not in self._tasks:
-                self._tasks[key] = asyncio.get_event_loop().create_task(
-                    self._run_group(group), name=str(id(group))
-                )
+        """Start one evaluation loop per group on the running event loop."""
+        self._running = True
+        self._sync_tasks()
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        """Stop every loop; an evaluation in progress finishes first (as Group.stop waits)."""
+        self._running = False
+        runs = list(self._runs.values())
+        self._runs.clear()
+        for run in runs:
+            run.done.set()
+        tasks = [run.task for run in runs] + list(self._retired)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run_group(self, group: Group) -> None:
+    def _sync_tasks(self) -> None:
+        for key, run in list(self._runs.items()):
+            if self.groups.get(key) is not run.group:
+                run.done.set()
+                del self._runs[key]
+                self._retired.add(run.task)
+                run.task.add_done_callback(self._retired.discard)
+        for key, group in self.groups.items():
+            if key not in self._runs:
+                done = asyncio.Event()
+                task = asyncio.get_running_loop().create_task(
+                    self._run_group(group, done), name=f"rules:{key}"
+                )
+                self._runs[key] = _GroupRun(group, task, done)
+
+    async def _wait(self, done: asyncio.Event, until_ms: float) -> bool:
+        """Sleep until wall time `until_ms`; True if stopped meanwhile."""
+        delay = until_ms / 1000 - self.clock()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), delay)
+        return done.is_set()
+
+    async def _next_tick(self, group: Group, done: asyncio.Event, eval_ts: int) -> int | None:
+        """Wait for the next tick after slot `eval_ts` and return the slot to evaluate.
+
+        Like Go's ticker, a tick that passed while evaluating fires at once and the ones
+        before it are dropped; they count as missed iterations.
+        """
         interval = group.interval_ms
-        now_ns = int(self.clock() * 1e9)
-        eval_ts = group.eval_timestamp_ms(now_ns) + interval
-        first = True
-        while True:
-            delay = eval_ts / 1000 - self.clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now_ms = int(self.clock() * 1000)
-            missed = (now_ms - eval_ts) // interval - 1 if not first else 0
-            if missed > 0:
-                group.metrics.iterations_missed_total += missed
-                eval_ts += missed * interval
+        if await self._wait(done, eval_ts + interval):
+            return None
+        missed = max(0, int(self.clock() * 1000 - eval_ts) // interval - 1)
+        if missed:
+            group.metrics.iterations_missed_total += missed
+        return eval_ts + (missed + 1) * interval
+
+    async def _run_group(self, group: Group, done: asyncio.Event) -> None:
+        """Group.run: consistently slotted evaluations, restore after the second one."""
+        try:
+            eval_ts = group.eval_timestamp_ms(int(self.clock() * 1e9)) + group.interval_ms
+            if await self._wait(done, eval_ts):
+                return
             await asyncio.to_thread(self.eval_group, group, eval_ts)
-            if group.should_restore and not first:
+            if group.should_restore:
+                # Wait one more evaluation: recording rules that alerts depend on need to
+                # have run before restoring.
+                next_ts = await self._next_tick(group, done, eval_ts)
+                if next_ts is None:
+                    return
+                eval_ts = next_ts
+                await asyncio.to_thread(self.eval_group, group, eval_ts)
                 await asyncio.to_thread(self.restore_for_state, group, int(self.clock() * 1000))
-            first = False
-            eval_ts += interval
+            while True:
+                next_ts = await self._next_tick(group, done, eval_ts)
+                if next_ts is None or group.stopped:
+                    return
+                eval_ts = next_ts
+                await asyncio.to_thread(self.eval_group, group, eval_ts)
+        except Exception:
+            log.exception("rule group %s stopped on an unexpected error", group.key)
+            raise
 
     # --- API --------------------------------------------------------------------------------
 
@@ -339,7 +410,8 @@ class RuleManager:
                 f"invalid query parameter type='{type_}', must be one of 'alert' or 'record'"
             )
         out_groups = []
-        for group in self.groups.values():
+        # Manager.RuleGroups order: by file, then name.
+        for group in sorted(self.groups.values(), key=lambda g: (g.file, g.name)):
             if rule_groups and group.name not in rule_groups:
                 continue
             if files and group.file not in files:
@@ -351,57 +423,66 @@ class RuleManager:
                 if isinstance(rule, AlertingRule):
                     if type_ == "record":
                         continue
-                    alerts = (
-                        [] if exclude_alerts else [self.alert_json(a) for a in rule.active_alerts()]
-                    )
-                    rules_json.append(
-                        {
-                            "state": str(rule.state()),
-                            "name": rule.name,
-                            "query": rule.expr,
-                            "duration": rule.hold_ms / 1000,
-                            "keepFiringFor": rule.keep_firing_for_ms / 1000,
-                            "labels": rule.labels.to_dict(),
-                            "annotations": rule.annotations.to_dict(),
-                            "alerts": alerts,
-                            "health": rule.health.value,
-                            "lastError": rule.last_error or "",
-                            "evaluationTime": rule.evaluation_seconds,
-                            "lastEvaluation": _rfc3339(rule.last_evaluation_ms),
-                            "type": "alerting",
-                        }
-                    )
+                    rules_json.append(self.alerting_rule_json(rule, exclude_alerts))
                 else:
                     if type_ == "alert":
                         continue
-                    rules_json.append(
-                        {
-                            "name": rule.name,
-                            "query": rule.expr,
-                            "labels": rule.labels.to_dict(),
-                            "health": rule.health.value,
-                            "lastError": rule.last_error or "",
-                            "evaluationTime": rule.evaluation_seconds,
-                            "lastEvaluation": _rfc3339(rule.last_evaluation_ms),
-                            "type": "recording",
-                        }
-                    )
+                    rules_json.append(self.recording_rule_json(rule))
             if (rule_names or type_) and not rules_json:
                 continue
             out_groups.append(
                 {
                     "name": group.name,
                     "file": group.file,
+                    "rules": rules_json,
                     "interval": group.interval_ms / 1000,
                     "limit": group.limit,
-                    "rules": rules_json,
                     "evaluationTime": group.evaluation_seconds,
                     "lastEvaluation": _rfc3339(group.last_evaluation_ms),
                 }
             )
         return {"groups": out_groups}
 
+    def alerting_rule_json(
+        self, rule: AlertingRule, exclude_alerts: bool = False
+    ) -> dict[str, Any]:
+        """apiv1.AlertingRule: state is inactive, pending or firing (the rule's highest)."""
+        out: dict[str, Any] = {
+            "state": str(rule.state()),
+            "name": rule.name,
+            "query": rule.expr,
+            "duration": rule.hold_ms / 1000,
+            "keepFiringFor": rule.keep_firing_for_ms / 1000,
+            "labels": rule.labels.to_dict(),
+            "annotations": rule.annotations.to_dict(),
+            "alerts": [] if exclude_alerts else [self.alert_json(a) for a in rule.active_alerts()],
+            "health": rule.health.value,
+        }
+        if rule.last_error:
+            out["lastError"] = rule.last_error  # omitempty
+        out["evaluationTime"] = rule.evaluation_seconds
+        out["lastEvaluation"] = _rfc3339(rule.last_evaluation_ms)
+        out["type"] = "alerting"
+        return out
+
+    def recording_rule_json(self, rule: RecordingRule) -> dict[str, Any]:
+        """apiv1.RecordingRule."""
+        out: dict[str, Any] = {
+            "name": rule.name,
+            "query": rule.expr,
+            "labels": rule.labels.to_dict(),
+            "health": rule.health.value,
+        }
+        if rule.last_error:
+            out["lastError"] = rule.last_error  # omitempty
+        out["evaluationTime"] = rule.evaluation_seconds
+        out["lastEvaluation"] = _rfc3339(rule.last_evaluation_ms)
+        out["type"] = "recording"
+        return out
+
     def alert_json(self, alert: Alert) -> dict[str, Any]:
+        """apiv1.Alert: value as strconv.FormatFloat(v, 'e', -1, 64); keepFiringSince only
+        while an alert is kept firing after its condition went away."""
         out: dict[str, Any] = {
             "labels": alert.labels.to_dict(),
             "annotations": alert.annotations.to_dict(),
@@ -432,104 +513,115 @@ class RuleManager:
 
 
 def _format_value(value: float) -> str:
-    from signalroom.templating.gofmt import format_float
-
     if math.isnan(value) or math.isinf(value):
         return format_float(value)
-    return format_float(value, "e", -1).replace("e+0", "e+0")
+    return format_float(value, "e", -1)
 
 
 def _table_link(expr: str) -> str:
     return f"/graph?g0.expr={query_escape(expr)}&g0.tab=1"
 
 
+def _summary(name: str, doc: str, summary: WindowedSummary) -> Metric:
+    metric = Metric(name, doc, "summary")
+    quantiles, total, count = summary.snapshot()
+    for q, value in quantiles:
+        metric.add_sample(name, {"quantile": format_float(q)}, value)
+    metric.add_sample(name + "_sum", {}, total)
+    metric.add_sample(name + "_count", {}, float(count))
+    return metric
+
+
 class _RuleCollector(Collector):
+    """The rule metrics of Prometheus's rules.NewGroupMetrics, rule_group="<file>;<name>"."""
+
     def __init__(self, manager: RuleManager) -> None:
         self.manager = manager
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         m = self.manager
+        by_group = ["rule_group"]
         iterations = CounterMetricFamily(
             "prometheus_rule_group_iterations",
-            "The number of scheduled evaluations of rule groups.",
-            labels=["rule_group"],
+            "The total number of scheduled rule group evaluations, whether executed or missed.",
+            labels=by_group,
         )
         missed = CounterMetricFamily(
             "prometheus_rule_group_iterations_missed",
             "The total number of rule group evaluations missed due to slow rule group evaluation.",
-            labels=["rule_group"],
+            labels=by_group,
         )
         evals = CounterMetricFamily(
-            "prometheus_rule_evaluations",
-            "The total number of rule evaluations.",
-            labels=["rule_group"],
+            "prometheus_rule_evaluations", "The total number of rule evaluations.", labels=by_group
         )
         failures = CounterMetricFamily(
             "prometheus_rule_evaluation_failures",
             "The total number of rule evaluation failures.",
-            labels=["rule_group"],
-        )
-        last_duration = GaugeMetricFamily(
-            "prometheus_rule_group_last_duration_seconds",
-            "The duration of the last rule group evaluation.",
-            labels=["rule_group"],
+            labels=by_group,
         )
         interval = GaugeMetricFamily(
             "prometheus_rule_group_interval_seconds",
             "The interval of a rule group.",
-            labels=["rule_group"],
-        )
-        n_rules = GaugeMetricFamily(
-            "prometheus_rule_group_rules", "The number of rules.", labels=["rule_group"]
+            labels=by_group,
         )
         last_eval = GaugeMetricFamily(
             "prometheus_rule_group_last_evaluation_timestamp_seconds",
             "The timestamp of the last rule group evaluation in seconds.",
-            labels=["rule_group"],
+            labels=by_group,
+        )
+        last_duration = GaugeMetricFamily(
+            "prometheus_rule_group_last_duration_seconds",
+            "The duration of the last rule group evaluation.",
+            labels=by_group,
+        )
+        last_restore = GaugeMetricFamily(
+            "prometheus_rule_group_last_restore_duration_seconds",
+            "The duration of the last alert rules alerts restoration using the "
+            "`ALERTS_FOR_STATE` series.",
+            labels=by_group,
+        )
+        n_rules = GaugeMetricFamily(
+            "prometheus_rule_group_rules", "The number of rules.", labels=by_group
         )
         last_samples = GaugeMetricFamily(
             "prometheus_rule_group_last_evaluation_samples",
             "The number of samples returned during the last rule group evaluation.",
-            labels=["rule_group"],
+            labels=by_group,
         )
-        group_duration = SummaryMetricFamily(
-            "prometheus_rule_group_duration_seconds", "The duration of rule group evaluations."
-        )
-        rule_duration = SummaryMetricFamily(
-            "prometheus_rule_evaluation_duration_seconds", "The duration for a rule to execute."
-        )
-        g_sum = g_count = r_sum = 0.0
-        r_count = 0
-        for group in m.groups.values():
+        for group in sorted(m.groups.values(), key=lambda g: g.key):
             key = [group.key]
             gm = group.metrics
             iterations.add_metric(key, gm.iterations_total + gm.iterations_missed_total)
             missed.add_metric(key, gm.iterations_missed_total)
             evals.add_metric(key, gm.evaluations_total)
             failures.add_metric(key, gm.evaluation_failures_total)
-            last_duration.add_metric(key, gm.last_duration_seconds)
             interval.add_metric(key, group.interval_ms / 1000)
-            n_rules.add_metric(key, len(group.rules))
             last_eval.add_metric(key, gm.last_evaluation_ms / 1000)
+            last_duration.add_metric(key, gm.last_duration_seconds)
+            last_restore.add_metric(key, gm.last_restore_duration_seconds)
+            n_rules.add_metric(key, len(group.rules))
             last_samples.add_metric(key, gm.last_evaluation_samples)
-            g_sum += gm.duration_seconds_sum
-            g_count += gm.duration_seconds_count
-            r_sum += gm.rule_eval_seconds_sum
-            r_count += gm.rule_eval_seconds_count
-        group_duration.add_metric([], int(g_count), g_sum)
-        rule_duration.add_metric([], r_count, r_sum)
+        yield _summary(
+            "prometheus_rule_evaluation_duration_seconds",
+            "The duration for a rule to execute.",
+            m.rule_duration,
+        )
+        yield _summary(
+            "prometheus_rule_group_duration_seconds",
+            "The duration of rule group evaluations.",
+            m.group_duration,
+        )
         yield from (
             iterations,
             missed,
             evals,
             failures,
-            last_duration,
             interval,
-            n_rules,
             last_eval,
+            last_duration,
+            last_restore,
+            n_rules,
             last_samples,
-            group_duration,
-            rule_duration,
         )
 
 

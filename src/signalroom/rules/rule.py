@@ -33,7 +33,7 @@ class AlertState(enum.IntEnum):
         return self.name.lower()
 
 
-class Health(str, enum.Enum):
+class Health(enum.StrEnum):
     UNKNOWN = "unknown"
     OK = "ok"
     ERR = "err"
@@ -136,6 +136,8 @@ class AlertingRule(RuleBase):
             def expand(
                 text: str, _labels: dict[str, str] = label_map, _value: float = value
             ) -> str:
+                if "{{" not in text:
+                    return text  # no actions: a Go template outputs the text as it is
                 return expand_alert_template(
                     text,
                     self.name,

@@ -186,7 +186,8 @@ class _Decoder:
             name = key.value if isinstance(key, ScalarNode) else str(key)
             if name in seen:
                 self.errors.append(
-                    f"line {_pos(key)[0]}: mapping key {go_quote(name)} already defined at line {seen[name]}"
+                    f"line {_pos(key)[0]}: mapping key {go_quote(name)} "
+                    f"already defined at line {seen[name]}"
                 )
                 continue
             seen[name] = _pos(key)[0]
@@ -343,7 +344,8 @@ def validate_groups(groups: list[RuleGroupNode]) -> list[str]:
             errors.append(f"{group.pos[0]}:{group.pos[1]}: Groupname must not be empty")
         if group.name in seen:
             errors.append(
-                f"{group.pos[0]}:{group.pos[1]}: groupname: {go_quote(group.name)} is repeated in the same file"
+                f"{group.pos[0]}:{group.pos[1]}: groupname: {go_quote(group.name)} "
+                "is repeated in the same file"
             )
         seen.add(group.name)
         for i, rule in enumerate(group.rules):

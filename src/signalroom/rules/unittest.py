@@ -304,8 +304,8 @@ def _run_group(
                     raise DSLError("bad")
             except DSLError:
                 errors.append(
-                    f"    expr: {go_quote(ecase.expr)}, time: {time_s}, err: labels {go_quote(text)}: "
-                    "parse error"
+                    f"    expr: {go_quote(ecase.expr)}, time: {time_s}, "
+                    f"err: labels {go_quote(text)}: parse error"
                 )
                 bad = True
                 break

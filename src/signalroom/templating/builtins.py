@@ -48,10 +48,9 @@ def _index(item: Any, *indexes: Any) -> Any:
         if isinstance(value, Mapping):
             if not isinstance(idx, str) and all(isinstance(k, str) for k in value):
                 raise FuncError(f"value has type {go_type_name(idx)}; should be string")
-            if idx in value:
-                value = value[idx]
-            else:
-                value = "" if isinstance(value, StringMap) else MISSING
+            # A missing key is the zero value: "" for map[string]string, else no value.
+            missing: Any = "" if isinstance(value, StringMap) else MISSING
+            value = value.get(idx, missing)
         elif isinstance(value, list | tuple | str):
             if not isinstance(idx, int) or isinstance(idx, bool):
                 raise FuncError(f"cannot index slice/array with type {go_type_name(idx)}")

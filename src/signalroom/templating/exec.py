@@ -458,7 +458,8 @@ class _State:
             num_fixed = len(kinds) - 1
             if num_in < num_fixed:
                 raise self.error(
-                    f"wrong number of args for {name}: want at least {num_fixed} got {len(call_args)}"
+                    f"wrong number of args for {name}: "
+                    f"want at least {num_fixed} got {len(call_args)}"
                 )
         elif num_in != len(kinds):
             raise self.error(f"wrong number of args for {name}: want {len(kinds)} got {num_in}")

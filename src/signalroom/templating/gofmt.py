@@ -272,10 +272,11 @@ def _format_one(verb: str, flags: str, width: int | None, prec: int | None, valu
     if isinstance(value, Mapping | list | tuple) and verb in "sdqxXfeg":
         if isinstance(value, Mapping):
             items = sorted(value.items(), key=lambda kv: _sort_key(kv[0]))
-            inner = " ".join(
-                f"{_format_one(verb, flags, None, prec, k)}:{_format_one(verb, flags, None, prec, v)}"
+            pairs = [
+                (_format_one(verb, flags, None, prec, k), _format_one(verb, flags, None, prec, v))
                 for k, v in items
-            )
+            ]
+            inner = " ".join(f"{k}:{v}" for k, v in pairs)
             return _pad("map[" + inner + "]", width, minus, False)
         inner = " ".join(_format_one(verb, flags, None, prec, v) for v in value)
         return _pad("[" + inner + "]", width, minus, False)

@@ -23,7 +23,7 @@ from signalroom.templating.exec import (
 )
 from signalroom.templating.gofmt import format_value, sprintf
 from signalroom.templating.gotime import GoDuration, GoTime
-from signalroom.templating.parse import TemplateParseError
+from signalroom.templating.parse import TemplateParseError, Tree
 from signalroom.templating.regex import go_regexp
 
 #: query(text, time_ms) -> list of (labels, value) samples.
@@ -167,7 +167,8 @@ def float_to_time(v: float) -> GoTime:
     ts = v * 1e9
     if ts > 9.223372036854775807e18 or ts < -9.223372036854775808e18:
         raise FuncError(
-            f"{format_value(v)} cannot be represented as a nanoseconds timestamp since it overflows int64"
+            f"{format_value(v)} cannot be represented as a nanoseconds timestamp "
+            "since it overflows int64"
         )
     ms = int(ts) // 1_000_000 if ts >= 0 else -((-int(ts)) // 1_000_000)
     when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
@@ -192,9 +193,10 @@ def to_duration(i: Any) -> GoDuration:
     nanos = v * 1e9
     if nanos > 9.223372036854775807e18 or nanos < -9.223372036854775808e18:
         raise FuncError(
-            f"{format_value(v)} cannot be represented as a nanoseconds duration since it overflows int64"
+            f"{format_value(v)} cannot be represented as a nanoseconds duration "
+            "since it overflows int64"
         )
-    return GoDuration(int(round(v * 1000)) * 1_000_000)
+    return GoDuration(round(v * 1000) * 1_000_000)
 
 
 def parse_duration(d: str) -> float:
@@ -398,6 +400,11 @@ def prometheus_funcs(
     return funcs
 
 
+_PARSED_MAX = 4096
+#: Parse trees (or the parse error) by template name, text, options and function names.
+_PARSED: dict[tuple[str, str, str, bool, frozenset[str]], dict[str, Tree] | str] = {}
+
+
 @dataclass
 class Expander:
     """Expands one template text the way Prometheus's template.Expander does.
@@ -441,17 +448,30 @@ class Expander:
 
     def expand(self, html: bool = False) -> str:
         tmpl = self._template(html)
-        try:
-            tmpl.parse(self.text)
-        except TemplateParseError as exc:
-            raise ExpansionError(f"error parsing template {self.name}: {exc}") from None
+        # Parse trees name functions without binding them, so one parse serves every
+        # expansion of the same text (alert templates run once per alert per evaluation).
+        key = (self.name, self.text, tmpl.missing_key, html, frozenset(tmpl.funcs))
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            try:
+                tmpl.parse(self.text)
+                parsed = dict(tmpl.trees)
+            except TemplateParseError as exc:
+                parsed = f"error parsing template {self.name}: {exc}"
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = parsed
+        if isinstance(parsed, str):
+            raise ExpansionError(parsed)
+        tmpl.trees.update(parsed)
         try:
             return tmpl.execute(self.data)
         except TemplateExecError as exc:
             raise ExpansionError(f"error executing template {self.name}: {exc}") from None
         except RecursionError:
             raise ExpansionError(
-                f"error executing template {self.name}: template: {self.name}: exceeded maximum template depth"
+                f"error executing template {self.name}: template: {self.name}: "
+                "exceeded maximum template depth"
             ) from None
 
     def expand_html(self) -> str:
@@ -474,7 +494,10 @@ def alert_template_data(
     external_url: str,
     value: float | str,
 ) -> GoStruct:
-    """The data alert label/annotation templates see: .Labels .ExternalLabels .ExternalURL .Value."""
+    """The data alert label/annotation templates see.
+
+    Fields: .Labels .ExternalLabels .ExternalURL .Value.
+    """
     return GoStruct(
         "struct { Labels map[string]string; ExternalLabels map[string]string; "
         "ExternalURL string; Value interface {} }",

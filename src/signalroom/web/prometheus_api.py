@@ -50,15 +50,12 @@ router = APIRouter(prefix="/api/v1", tags=["prometheus"])
 
 
 class MetricsQuerier(Querier, Protocol):
-    """What the API needs from the metric store, besides the engine's ``select``."""
+    """What the API needs from the metric store, besides the engine's ``select``; the time
+    range is the querier's own."""
 
-    def label_names(
-        self, matchers: Sequence[Matcher] = (), start_ms: int = ..., end_ms: int = ...
-    ) -> list[str]: ...
+    def label_names(self, matchers: Sequence[Matcher] = ()) -> list[str]: ...
 
-    def label_values(
-        self, name: str, matchers: Sequence[Matcher] = (), start_ms: int = ..., end_ms: int = ...
-    ) -> list[str]: ...
+    def label_values(self, name: str, matchers: Sequence[Matcher] = ()) -> list[str]: ...
 
 
 class MetricsStore(Protocol):
@@ -67,7 +64,7 @@ class MetricsStore(Protocol):
     def querier(self, tenant: str, mint_ms: int, maxt_ms: int) -> MetricsQuerier: ...
 
     def metadata(
-        self, tenant: str, metric: str | None = None, limit: int = 0, limit_per_metric: int = 0
+        self, metric: str | None = None, *, tenant: str = "default", limit: int = 0
     ) -> dict[str, list[dict[str, str]]]: ...
 
     def stats(self, tenant: str, limit: int = 10) -> dict[str, Any]: ...
@@ -404,10 +401,13 @@ async def series(request: Request, caller: Caller = Depends(require("read"))) ->
 
     def find() -> list[Labels]:
         querier = store.querier(caller.tenant, start_ms, end_ms)
-        found: dict[Labels, None] = {}
+        found: set[Labels] = set()
+        series_of = getattr(querier, "series", None)  # label sets without reading samples
         for matchers in matcher_sets:
-            for data in querier.select(matchers, start_ms, end_ms):
-                found[data.labels] = None
+            if series_of is not None:
+                found.update(series_of(matchers))
+            else:
+                found.update(data.labels for data in querier.select(matchers, start_ms, end_ms))
         return sorted(found)
 
     labels = await asyncio.to_thread(find)
@@ -430,7 +430,7 @@ async def labels(request: Request, caller: Caller = Depends(require("read"))) ->
         querier = store.querier(caller.tenant, start_ms, end_ms)
         names: set[str] = set()
         for matchers in matcher_sets or [[]]:
-            names.update(querier.label_names(matchers, start_ms, end_ms))
+            names.update(querier.label_names(matchers))
         return sorted(names)
 
     return _limited(await asyncio.to_thread(find), limit_param(params))
@@ -452,7 +452,7 @@ async def label_values(
         querier = store.querier(caller.tenant, start_ms, end_ms)
         values: set[str] = set()
         for matchers in matcher_sets or [[]]:
-            values.update(querier.label_values(name, matchers, start_ms, end_ms))
+            values.update(querier.label_values(name, matchers))
         return sorted(values)
 
     return _limited(await asyncio.to_thread(find), limit_param(params))
@@ -493,7 +493,9 @@ async def metadata(request: Request, caller: Caller = Depends(require("read"))) 
     metric = first(params, "metric") or None
     limit = _int_param(params, "limit", -1)
     per_metric = _int_param(params, "limit_per_metric", -1)
-    data = _store(request).metadata(caller.tenant, metric, max(limit, 0), max(per_metric, 0))
+    data = _store(request).metadata(metric, tenant=caller.tenant, limit=max(limit, 0))
+    if per_metric > 0:
+        data = {name: entries[:per_metric] for name, entries in data.items()}
     return success(data)
 
 

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import signalroom
 from signalroom.app import Signalroom
 from signalroom.auth import AuthError
-from signalroom.web import prometheus_api
+from signalroom.web import metrics_ingest, prometheus_api
 from signalroom.web.deps import Caller, require, runtime_of
 from signalroom.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
@@ -93,6 +93,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     _install_error_handlers(app)
     _add_lifecycle_routes(app)
     app.include_router(prometheus_api.router)
+    app.include_router(metrics_ingest.router)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,13 @@ from signalroom.promql.engine import Engine
 from signalroom.promql.storage import MemoryStorage
 from signalroom.rules.check import check_rules
 from signalroom.rules.manager import ListNotifier, MemoryStorageAppender, RuleManager
-from signalroom.rules.rule import AlertingRule, AlertState, restore_active_at
+from signalroom.rules.rule import (
+    Alert,
+    AlertingRule,
+    AlertState,
+    RuleQueryFunc,
+    restore_active_at,
+)
 from signalroom.rules.rulefmt import RuleFileError, parse_rules
 
 pytestmark = pytest.mark.unit
@@ -19,10 +26,15 @@ pytestmark = pytest.mark.unit
 M = 60_000
 
 
+def _state(alert: Alert) -> AlertState:
+    """Read the state afresh (keeps mypy from narrowing it across evaluations)."""
+    return alert.state
+
+
 def _rule(
-    results: dict[int, list[tuple[Labels, float]]], **kw: object
-) -> tuple[AlertingRule, object]:
-    rule = AlertingRule(name="A", expr="x", restored=True, **kw)  # type: ignore[arg-type]
+    results: dict[int, list[tuple[Labels, float]]], **kw: Any
+) -> tuple[AlertingRule, RuleQueryFunc]:
+    rule = AlertingRule(name="A", expr="x", restored=True, **kw)
 
     def query(_expr: str, ts: int) -> list[tuple[Labels, float]]:
         return results.get(ts, [])
@@ -33,11 +45,11 @@ def _rule(
 def test_pending_then_firing_then_resolved_and_kept_15m() -> None:
     s = Labels({"instance": "a"})
     rule, query = _rule({0: [(s, 1)], M: [(s, 1)], 2 * M: [(s, 1)]}, hold_ms=2 * M)
-    rule.eval(0, query)  # type: ignore[arg-type]
+    rule.eval(0, query)
     assert [a.state for a in rule.active.values()] == [AlertState.PENDING]
-    rule.eval(M, query)  # type: ignore[arg-type]
+    rule.eval(M, query)
     assert rule.state() == AlertState.PENDING
-    out = rule.eval(2 * M, query)  # type: ignore[arg-type]
+    out = rule.eval(2 * M, query)
     alert = next(iter(rule.active.values()))
     assert alert.state == AlertState.FIRING and alert.fired_at_ms == 2 * M
     assert (
@@ -45,34 +57,34 @@ def test_pending_then_firing_then_resolved_and_kept_15m() -> None:
         1.0,
     ) in out
     assert (Labels({"__name__": "ALERTS_FOR_STATE", "alertname": "A", "instance": "a"}), 0.0) in out
-    rule.eval(3 * M, query)  # type: ignore[arg-type]
-    assert alert.state == AlertState.INACTIVE and alert.resolved_at_ms == 3 * M
-    rule.eval(18 * M, query)  # type: ignore[arg-type]
+    rule.eval(3 * M, query)
+    assert _state(alert) == AlertState.INACTIVE and alert.resolved_at_ms == 3 * M
+    rule.eval(18 * M, query)
     assert rule.active  # still kept at exactly 15m
-    rule.eval(18 * M + 1, query)  # type: ignore[arg-type]
+    rule.eval(18 * M + 1, query)
     assert not rule.active
 
 
 def test_pending_alert_that_disappears_is_deleted() -> None:
     s = Labels({"instance": "a"})
     rule, query = _rule({0: [(s, 1)]}, hold_ms=5 * M)
-    rule.eval(0, query)  # type: ignore[arg-type]
-    rule.eval(M, query)  # type: ignore[arg-type]
+    rule.eval(0, query)
+    rule.eval(M, query)
     assert rule.active == {}
 
 
 def test_keep_firing_for() -> None:
     s = Labels({"instance": "a"})
     rule, query = _rule({0: [(s, 1)]}, keep_firing_for_ms=2 * M)
-    rule.eval(0, query)  # type: ignore[arg-type]
+    rule.eval(0, query)
     alert = next(iter(rule.active.values()))
     assert alert.state == AlertState.FIRING
-    rule.eval(M, query)  # type: ignore[arg-type]
+    rule.eval(M, query)
     assert alert.state == AlertState.FIRING and alert.keep_firing_since_ms == M
-    rule.eval(2 * M, query)  # type: ignore[arg-type]
-    assert alert.state == AlertState.FIRING
-    rule.eval(3 * M, query)  # type: ignore[arg-type]
-    assert alert.state == AlertState.INACTIVE and alert.resolved_at_ms == 3 * M
+    rule.eval(2 * M, query)
+    assert _state(alert) == AlertState.FIRING
+    rule.eval(3 * M, query)
+    assert _state(alert) == AlertState.INACTIVE and alert.resolved_at_ms == 3 * M
 
 
 def test_resend_delay_and_resolved_resend() -> None:
@@ -80,7 +92,7 @@ def test_resend_delay_and_resolved_resend() -> None:
     rule, query = _rule({t * M: [(s, 1)] for t in range(4)})
     sent = []
     for t in range(6):
-        rule.eval(t * M, query)  # type: ignore[arg-type]
+        rule.eval(t * M, query)
         sent.append(len(rule.alerts_to_send(t * M, M, M)))
     # firing at 0 (sent), 1m not yet (lastSent+1m not before 1m), 2m resent, 3m no,
     # 4m resolved -> sent, 5m resolved already sent and last+1m not before -> no
@@ -94,7 +106,7 @@ def test_duplicate_labelsets_after_alert_labels_is_an_error() -> None:
         {0: [(Labels({"__name__": "a", "x": "1"}), 1), (Labels({"__name__": "b", "x": "1"}), 1)]}
     )
     with pytest.raises(RuleError, match="same labelset after applying alert labels"):
-        rule.eval(0, query)  # type: ignore[arg-type]
+        rule.eval(0, query)
 
 
 def test_templates_in_labels_and_annotations() -> None:
@@ -106,7 +118,7 @@ def test_templates_in_labels_and_annotations() -> None:
             {"d": "{{ $value | humanizePercentage }} {{ .Labels.__name__ }}", "e": "{{ nosuch"}
         ),
     )
-    rule.eval(0, query)  # type: ignore[arg-type]
+    rule.eval(0, query)
     alert = next(iter(rule.active.values()))
     assert alert.labels == Labels({"alertname": "A", "host": "h", "instance": "h:9"})
     assert alert.annotations["d"] == "50% up"

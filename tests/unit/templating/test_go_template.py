@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,7 +28,8 @@ CASES: list[tuple[str, Any, str]] = [
     ('{{ eq 1 2 1 }} {{ ne "a" "b" }} {{ lt 1 2 }} {{ ge "b" "a" }}', None, "true true true true"),
     ('{{ len "héllo" }} {{ index . "k" }} {{ slice "abcdef" 1 3 }}', {"k": "v"}, "6 v bc"),
     (
-        '{{ printf "%s|%d|%5.1f|%-3d|%q|%x|%v|%g|%t|%%" "s" 42 3.14159 7 "q" 255 1e21 0.000001 true }}',
+        '{{ printf "%s|%d|%5.1f|%-3d|%q|%x|%v|%g|%t|%%" '
+        '"s" 42 3.14159 7 "q" 255 1e21 0.000001 true }}',
         None,
         's|42|  3.1|7  |"q"|ff|1e+21|1e-06|true|%',
     ),
@@ -72,9 +74,9 @@ def test_parse_errors(text: str, error: str) -> None:
 def test_exec_errors() -> None:
     with pytest.raises(TemplateExecError) as info:
         Template("t").parse('{{ lt 1 "a" }}').execute(None)
-    assert (
-        str(info.value)
-        == 'template: t:1:3: executing "t" at <lt 1 "a">: error calling lt: incompatible types for comparison'
+    assert str(info.value) == (
+        'template: t:1:3: executing "t" at <lt 1 "a">: '
+        "error calling lt: incompatible types for comparison"
     )
     with pytest.raises(TemplateExecError) as info:
         Template("t").parse("{{ index . 5 }}").execute([1])
@@ -82,6 +84,9 @@ def test_exec_errors() -> None:
 
 
 def test_custom_function_map() -> None:
-    funcs = {"join": lambda sep, items: sep.join(items), "toUpper": str.upper}
+    def join(sep: str, items: list[str]) -> str:
+        return sep.join(items)
+
+    funcs: dict[str, Callable[..., Any]] = {"join": join, "toUpper": str.upper}
     tmpl = Template("n", funcs).parse('{{ join ", " .names | toUpper }}')
     assert tmpl.execute({"names": ["a", "b"]}) == "A, B"

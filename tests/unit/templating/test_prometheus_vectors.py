@@ -31,6 +31,11 @@ class Case:
     error: str = ""
 
 
+def _exec_error(pos: str, node: str) -> str:
+    """The prefix Go's text/template puts on an execution error in template "test"."""
+    return f'error executing template test: template: test:{pos}: executing "test" at <{node}>: '
+
+
 def _metric(**kw: str) -> dict[str, str]:
     return {"__name__": "metric", **kw}
 
@@ -41,7 +46,8 @@ CASES = [
     Case(
         "{{\u00a0}}",
         should_fail=True,
-        error="error parsing template test: template: test:1: unrecognized character in action: U+00A0",
+        error="error parsing template test: template: test:1: "
+        "unrecognized character in action: U+00A0",
     ),
     Case('{{ "<b>" }}', "&lt;b&gt;", html=True),
     Case('{{ "<b>" | safeHtml }}', "<b>", html=True),
@@ -80,7 +86,8 @@ CASES = [
         html=True,
     ),
     Case(
-        '{{ range query "metric" | sortByLabel "instance" }}{{.Labels.instance}}:{{.Value}}: {{end}}',
+        '{{ range query "metric" | sortByLabel "instance" }}'
+        "{{.Labels.instance}}:{{.Value}}: {{end}}",
         "a:11: b:21: ",
         query_result=[(_metric(instance="b"), 21), (_metric(instance="a"), 11)],
     ),
@@ -97,8 +104,7 @@ CASES = [
         "{{ .Foo }}",
         options=("missingkey=error",),
         should_fail=True,
-        error='error executing template test: template: test:1:3: executing "test" at <.Foo>: '
-        'nil data; no entry for key "Foo"',
+        error=_exec_error("1:3", ".Foo") + 'nil data; no entry for key "Foo"',
     ),
     Case("{{ .Foo }}", "", html=True),
     Case("{{ .Foo }}", "", options=(), html=True),
@@ -107,8 +113,7 @@ CASES = [
         options=("missingkey=error",),
         should_fail=True,
         html=True,
-        error='error executing template test: template: test:1:3: executing "test" at <.Foo>: '
-        'nil data; no entry for key "Foo"',
+        error=_exec_error("1:3", ".Foo") + 'nil data; no entry for key "Foo"',
     ),
     Case(
         "{{",
@@ -118,14 +123,14 @@ CASES = [
     Case(
         '{{ query "missing" | first }}',
         should_fail=True,
-        error='error executing template test: template: test:1:21: executing "test" at <first>: '
-        "error calling first: first() called on vector with no elements",
+        error=_exec_error("1:21", "first")
+        + "error calling first: first() called on vector with no elements",
     ),
     Case(
         '{{ (query "missing").banana }}',
         should_fail=True,
-        error='error executing template test: template: test:1:10: executing "test" at <"missing">: '
-        "can't evaluate field banana in type template.queryResult",
+        error=_exec_error("1:10", '"missing"')
+        + "can't evaluate field banana in type template.queryResult",
     ),
     Case('{{ reReplaceAll "(a)b" "x$1" "ab" }}', "xa"),
     Case(
@@ -141,8 +146,8 @@ CASES = [
     Case(
         '{{ humanize "one" }}',
         should_fail=True,
-        error='error executing template test: template: test:1:3: executing "test" at <humanize "one">: '
-        'error calling humanize: strconv.ParseFloat: parsing "one": invalid syntax',
+        error=_exec_error("1:3", 'humanize "one"')
+        + 'error calling humanize: strconv.ParseFloat: parsing "one": invalid syntax',
     ),
     Case(
         "{{ range . }}{{ humanize . }}:{{ end }}",
@@ -167,8 +172,8 @@ CASES = [
     Case(
         '{{ humanize1024 "one" }}',
         should_fail=True,
-        error='error executing template test: template: test:1:3: executing "test" at <humanize1024 "one">: '
-        'error calling humanize1024: strconv.ParseFloat: parsing "one": invalid syntax',
+        error=_exec_error("1:3", 'humanize1024 "one"')
+        + 'error calling humanize1024: strconv.ParseFloat: parsing "one": invalid syntax',
     ),
     Case(
         "{{ range . }}{{ humanize1024 . }}:{{ end }}",
@@ -212,8 +217,8 @@ CASES = [
     Case(
         '{{ humanizeDuration "one" }}',
         should_fail=True,
-        error='error executing template test: template: test:1:3: executing "test" at <humanizeDuration "one">: '
-        'error calling humanizeDuration: strconv.ParseFloat: parsing "one": invalid syntax',
+        error=_exec_error("1:3", 'humanizeDuration "one"')
+        + 'error calling humanizeDuration: strconv.ParseFloat: parsing "one": invalid syntax',
     ),
     Case(
         "{{ range . }}{{ humanizeDuration . }}:{{ end }}",
@@ -226,12 +231,14 @@ CASES = [
         input=[0, 1, 1234567],
     ),
     Case(
-        "{{ range . }}{{ humanize . }}:{{ humanize1024 . }}:{{ humanizeDuration . }}:{{humanizeTimestamp .}}:{{ end }}",
+        "{{ range . }}{{ humanize . }}:{{ humanize1024 . }}:"
+        "{{ humanizeDuration . }}:{{humanizeTimestamp .}}:{{ end }}",
         "+Inf:+Inf:+Inf:+Inf:-Inf:-Inf:-Inf:-Inf:NaN:NaN:NaN:NaN:",
         input=[math.inf, -math.inf, math.nan],
     ),
     Case(
-        "{{ range . }}{{ humanize . }}:{{ humanize1024 . }}:{{ humanizeDuration . }}:{{humanizeTimestamp .}}:{{ end }}",
+        "{{ range . }}{{ humanize . }}:{{ humanize1024 . }}:"
+        "{{ humanizeDuration . }}:{{humanizeTimestamp .}}:{{ end }}",
         "+Inf:+Inf:+Inf:+Inf:-Inf:-Inf:-Inf:-Inf:NaN:NaN:NaN:NaN:",
         input=["+Inf", "-Inf", "NaN"],
     ),
@@ -258,8 +265,8 @@ CASES = [
     Case(
         '{{ "one" | humanizePercentage }}',
         should_fail=True,
-        error='error executing template test: template: test:1:11: executing "test" at <humanizePercentage>: '
-        'error calling humanizePercentage: strconv.ParseFloat: parsing "one": invalid syntax',
+        error=_exec_error("1:11", "humanizePercentage")
+        + 'error calling humanizePercentage: strconv.ParseFloat: parsing "one": invalid syntax',
     ),
     Case(
         "{{ range . }}{{ humanizeTimestamp . }}:{{ end }}",
@@ -277,17 +284,17 @@ CASES = [
         "{{ range . }}{{ humanizeTimestamp . }}:{{ end }}",
         input=[MIN_INT64, MAX_INT64],
         should_fail=True,
-        error='error executing template test: template: test:1:16: executing "test" at <humanizeTimestamp .>: '
-        "error calling humanizeTimestamp: -9.223372036854776e+18 cannot be represented as a nanoseconds "
-        "timestamp since it overflows int64",
+        error=_exec_error("1:16", "humanizeTimestamp .")
+        + "error calling humanizeTimestamp: -9.223372036854776e+18 "
+        "cannot be represented as a nanoseconds timestamp since it overflows int64",
     ),
     Case(
         "{{ range . }}{{ humanizeTimestamp . }}:{{ end }}",
         input=[MAX_UINT64],
         should_fail=True,
-        error='error executing template test: template: test:1:16: executing "test" at <humanizeTimestamp .>: '
-        "error calling humanizeTimestamp: 1.8446744073709552e+19 cannot be represented as a nanoseconds "
-        "timestamp since it overflows int64",
+        error=_exec_error("1:16", "humanizeTimestamp .")
+        + "error calling humanizeTimestamp: 1.8446744073709552e+19 "
+        "cannot be represented as a nanoseconds timestamp since it overflows int64",
     ),
     Case("{{ 1435065584.128 | humanizeTimestamp }}", "2015-06-23 13:19:44.128 +0000 UTC"),
     Case('{{ "1435065584.128" | humanizeTimestamp }}', "2015-06-23 13:19:44.128 +0000 UTC"),

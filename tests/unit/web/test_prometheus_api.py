@@ -31,7 +31,7 @@ class MemoryMetrics:
         return self.storage
 
     def metadata(
-        self, tenant: str, metric: str | None = None, limit: int = 0, limit_per_metric: int = 0
+        self, metric: str | None = None, *, tenant: str = "default", limit: int = 0
     ) -> dict[str, list[dict[str, str]]]:
         data = {"http_requests_total": [{"type": "counter", "help": "Requests.", "unit": ""}]}
         return {k: v for k, v in data.items() if metric in (None, k)}
@@ -48,10 +48,11 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         for minute in range(0, 61):
             storage.add(labels, minute * 60_000, minute * 60 * factor)
     storage.add(Labels({"__name__": "temperature", "room": "cold"}), 3_600_000, 0.1)
-    runtime = Signalroom(parse_config(""), data_dir=tmp_path)
-    runtime.metrics = MemoryMetrics(storage)
+    runtime = Signalroom(parse_config("server: {self_scrape: false}"), data_dir=tmp_path)
     with TestClient(create_http_app(runtime)) as test_client:
+        tsdb, runtime.metrics = runtime.metrics, MemoryMetrics(storage)  # type: ignore[assignment]
         yield test_client
+        runtime.metrics = tsdb
 
 
 def data(response: Any) -> Any:

@@ -1,0 +1,1 @@
+"""Receivers that turn client payloads into store batches (remote write, OTLP, ...)."""

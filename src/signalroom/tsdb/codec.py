@@ -1,0 +1,377 @@
+"""Chunk sets: samples sorted by (series, time), encoded in independently decodable groups.
+
+The same format serves the head's frozen chunks (bytes in memory) and the blocks on disk
+(bytes memory-mapped from a file). A chunk set has a series index -- sorted series ids and
+the offset of each series' first sample -- and groups of consecutive series holding about
+``group_samples`` samples each, so a query decodes only the groups of the series it wants.
+
+A group's samples are encoded column by column, all vectorised:
+
+* timestamps: each series' first timestamp relative to the group's minimum, then
+  delta-of-delta (0 for a regular scrape interval, a few ms of jitter otherwise);
+* values, chosen per series: when every value is a decimal number with at most 6 decimals
+  that round-trips exactly (``round(v*10**k)/10**k`` has the same bits as ``v``), the scaled
+  integers are stored as deltas (gauges) or delta-of-deltas (counters at a steady rate),
+  whichever is smaller; otherwise the float bits are XORed with the previous value (Gorilla's
+  idea: unchanged values become 0 and slowly moving ones share their high bits).
+
+Each integer stream is zig-zagged, narrowed to the smallest byte width that holds it, split
+into byte planes (byte-stream-split: the mostly-zero high bytes end up together), and the
+group's planes are compressed as one zstd frame. Decoding exactly restores every bit,
+StaleNaN included.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import cramjam
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ChunkSet", "encode_chunkset", "merge_sorted", "ranges"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+U64 = npt.NDArray[np.uint64]
+
+_SCALES = np.array([10.0**k for k in range(7)], dtype=np.float64)
+_XOR_MODE = 255
+_ORDER2 = 16  # added to the scale for delta-of-delta integer series
+_INT_LIMIT = float(2**52)
+_N_STREAMS = 7  # ts_first, ts_body, modes, int_first, int_body, xor_first, xor_body
+_GROUP_HEAD = struct.Struct("<q" + "B" * _N_STREAMS + "I" * _N_STREAMS)
+
+
+def ranges(starts: I64, lengths: I64) -> I64:
+    """Concatenated ``arange(s, s + n)`` for each (s, n), vectorised."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    keep = lengths > 0
+    starts, lengths = np.asarray(starts, dtype=np.int64)[keep], lengths[keep]
+    steps = np.ones(total, dtype=np.int64)
+    heads = np.cumsum(lengths) - lengths
+    steps[0] = starts[0]
+    steps[heads[1:]] = starts[1:] - (starts[:-1] + lengths[:-1] - 1)
+    return np.cumsum(steps)
+
+
+def _zigzag(x: I64) -> U64:
+    return ((x << 1) ^ (x >> 63)).view(np.uint64)
+
+
+def _unzigzag(u: U64) -> I64:
+    return ((u >> np.uint64(1)) ^ (np.uint64(0) - (u & np.uint64(1)))).view(np.int64)
+
+
+def _narrow(u: U64) -> tuple[int, bytes]:
+    """Byte width and byte planes of a uint64 stream."""
+    if len(u) == 0:
+        return 1, b""
+    top = int(u.max())
+    width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
+    narrow = u.astype(f"<u{width}")
+    planes = narrow.view(np.uint8).reshape(-1, width).T
+    return width, np.ascontiguousarray(planes).tobytes()
+
+
+def _widen(data: npt.NDArray[np.uint8], count: int, width: int) -> U64:
+    planes = data.reshape(width, count).T
+    return np.ascontiguousarray(planes).view(f"<u{width}").reshape(count).astype(np.uint64)
+
+
+def _seg_cumsum(x: I64, starts: I64) -> I64:
+    """Cumulative sums restarting at each segment start (x at the starts must be 0)."""
+    cs = np.cumsum(x)
+    lengths = np.diff(np.append(starts, len(x)))
+    return cs - np.repeat(cs[starts], lengths)
+
+
+def _deltas(x: I64, is_start: npt.NDArray[np.bool_]) -> I64:
+    """x[i] - x[i-1] within a series, 0 at series starts."""
+    d = np.zeros(len(x), dtype=np.int64)
+    if len(x) > 1:
+        d[1:] = x[1:] - x[:-1]
+    d[is_start] = 0
+    return d
+
+
+@np.errstate(over="ignore", invalid="ignore")  # huge values overflow when scaled: not integers
+def _encode_group(ts: I64, values: F64, lengths: I64, level: int) -> bytes:
+    n = len(ts)
+    starts = np.cumsum(lengths) - lengths
+    is_start = np.zeros(n, dtype=np.bool_)
+    is_start[starts] = True
+    body = ~is_start
+    series_of = np.repeat(np.arange(len(lengths)), lengths)
+
+    # timestamps: first per series, then delta-of-delta
+    base = int(ts.min())
+    ts_first = (ts[starts] - base).view(np.uint64)
+    d1 = _deltas(ts, is_start)
+    # at the second sample of a series the delta-of-delta is the first delta (d1 is 0 at start)
+    ts_body = _zigzag(_deltas(d1, is_start))[body]
+
+    # values: decimal-integer series vs XOR series
+    need = np.full(n, 127, dtype=np.int64)
+    finite = np.isfinite(values)
+    safe = np.where(finite, values, 0.0)
+    for k in range(len(_SCALES) - 1, -1, -1):
+        scaled = safe * _SCALES[k]
+        # through int64, as decoding does (-0.0 becomes 0 and must fail the check)
+        back = np.round(scaled).astype(np.int64).astype(np.float64) / _SCALES[k]
+        ok = (
+            finite
+            & (np.abs(scaled) < _INT_LIMIT)
+            & (back.view(np.uint64) == values.view(np.uint64))
+        )
+        need[ok] = k
+    scale_of_series = np.maximum.reduceat(need, starts)
+    scale = scale_of_series[series_of].clip(0, len(_SCALES) - 1)
+    scaled = safe * _SCALES[scale]
+    q = np.round(scaled).astype(np.int64).astype(np.float64)
+    ok = (
+        finite
+        & (np.abs(scaled) < _INT_LIMIT)
+        & ((q / _SCALES[scale]).view(np.uint64) == values.view(np.uint64))
+    )
+    int_series = (scale_of_series < len(_SCALES)) & np.logical_and.reduceat(ok, starts)
+    qi = np.where(ok, q, 0.0).astype(np.int64)
+    dq = _deltas(qi, is_start)
+    ddq = _deltas(dq, is_start)
+    cost1 = np.add.reduceat(np.abs(dq), starts)
+    cost2 = np.add.reduceat(np.abs(ddq), starts)
+    order2 = cost2 < cost1
+    modes = np.where(int_series, scale_of_series + np.where(order2, _ORDER2, 0), _XOR_MODE)
+    int_sample = int_series[series_of]
+    o2_sample = order2[series_of]
+    int_first = _zigzag(qi[starts][int_series])
+    int_body = _zigzag(np.where(o2_sample, ddq, dq)[int_sample & body])
+    bits = values.view(np.uint64)
+    xored = bits.copy()
+    if n > 1:
+        xored[1:] ^= bits[:-1]
+    xor_sample = ~int_sample
+    xor_first = bits[starts][~int_series]
+    xor_body = xored[xor_sample & body]
+
+    streams = [
+        ts_first,
+        ts_body,
+        modes.astype(np.uint64),
+        int_first,
+        int_body,
+        xor_first,
+        xor_body,
+    ]
+    widths: list[int] = []
+    counts: list[int] = []
+    planes: list[bytes] = []
+    for stream in streams:
+        width, data = _narrow(stream)
+        widths.append(width)
+        counts.append(len(stream))
+        planes.append(data)
+    packed = bytes(cramjam.zstd.compress(b"".join(planes), level=level))
+    return _GROUP_HEAD.pack(base, *widths, *counts) + packed
+
+
+def _decode_group(blob: bytes | memoryview, lengths: I64) -> tuple[I64, F64]:
+    head = _GROUP_HEAD.unpack_from(blob, 0)
+    base = head[0]
+    widths = head[1 : 1 + _N_STREAMS]
+    counts = head[1 + _N_STREAMS :]
+    raw = np.frombuffer(
+        bytes(cramjam.zstd.decompress(bytes(blob[_GROUP_HEAD.size :]))), dtype=np.uint8
+    )
+    streams: list[U64] = []
+    pos = 0
+    for width, count in zip(widths, counts, strict=True):
+        size = width * count
+        streams.append(_widen(raw[pos : pos + size], count, width))
+        pos += size
+    ts_first, ts_body, modes_u, int_first, int_body, xor_first, xor_body = streams
+    n = int(lengths.sum())
+    starts = np.cumsum(lengths) - lengths
+    is_start = np.zeros(n, dtype=np.bool_)
+    is_start[starts] = True
+    body = ~is_start
+    series_of = np.repeat(np.arange(len(lengths)), lengths)
+
+    dod = np.zeros(n, dtype=np.int64)
+    dod[body] = _unzigzag(ts_body)
+    d1 = _seg_cumsum(dod, starts)
+    ts = _seg_cumsum(d1, starts) + np.repeat(ts_first.view(np.int64) + base, lengths)
+
+    modes = modes_u.astype(np.int64)
+    int_series = modes != _XOR_MODE
+    int_sample = int_series[series_of]
+    values = np.empty(n, dtype=np.float64)
+    if int_series.any():
+        o2 = (modes >= _ORDER2) & int_series
+        scale_of_series = np.where(int_series, modes % _ORDER2, 0)
+        enc = np.zeros(n, dtype=np.int64)
+        enc[int_sample & body] = _unzigzag(int_body)
+        first_vals = np.zeros(len(lengths), dtype=np.int64)
+        first_vals[int_series] = _unzigzag(int_first)
+        o2_sample = o2[series_of]
+        dq = np.where(o2_sample, _seg_cumsum(np.where(o2_sample, enc, 0), starts), enc)
+        q = _seg_cumsum(dq, starts) + np.repeat(first_vals, lengths)
+        scaled = q.astype(np.float64) / _SCALES[scale_of_series[series_of]]
+        values[int_sample] = scaled[int_sample]
+    if not int_series.all():
+        xor_sample = ~int_sample
+        x = np.zeros(n, dtype=np.uint64)
+        x[xor_sample & body] = xor_body
+        x[starts[~int_series]] = xor_first
+        # bits[i] = x[i] ^ bits[i-1] within a series: a segmented XOR scan
+        bits = _seg_xor_scan(x, starts, xor_sample)
+        values[xor_sample] = bits.view(np.float64)[xor_sample]
+    return ts, values
+
+
+def _seg_xor_scan(x: U64, starts: I64, mask: npt.NDArray[np.bool_]) -> U64:
+    """Prefix XOR restarting at each series start (only masked samples are meaningful)."""
+    acc = np.bitwise_xor.accumulate(np.where(mask, x, np.uint64(0)))
+    # XOR is its own inverse: undo the prefix that ended just before each segment
+    before = np.zeros(len(starts), dtype=np.uint64)
+    nonzero = starts > 0
+    before[nonzero] = acc[starts[nonzero] - 1]
+    lengths = np.diff(np.append(starts, len(x)))
+    return np.bitwise_xor(acc, np.repeat(before, lengths)).astype(np.uint64)
+
+
+@dataclass
+class ChunkSet:
+    """Encoded samples of many series, sorted by (series id, time)."""
+
+    gids: I64  # sorted unique series ids
+    offsets: I64  # len(gids) + 1: first sample of each series
+    group_series: I64  # n_groups + 1: first series (index into gids) of each group
+    group_bytes: I64  # n_groups + 1: byte offset of each group in data
+    data: Any  # bytes, or an mmap / memoryview of a block file
+    min_time: int
+    max_time: int
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def num_series(self) -> int:
+        return len(self.gids)
+
+    @property
+    def nbytes(self) -> int:
+        index = self.gids.nbytes + self.offsets.nbytes
+        index += self.group_series.nbytes + self.group_bytes.nbytes
+        return index + int(self.group_bytes[-1])
+
+    def decode_group(self, g: int) -> tuple[I64, F64]:
+        s0, s1 = int(self.group_series[g]), int(self.group_series[g + 1])
+        b0, b1 = int(self.group_bytes[g]), int(self.group_bytes[g + 1])
+        lengths = np.diff(self.offsets[s0 : s1 + 1])
+        return _decode_group(memoryview(self.data)[b0:b1], lengths)
+
+    def decode_all(self) -> tuple[I64, I64, F64]:
+        """(series id per sample, timestamps, values) of every sample."""
+        ts_parts: list[I64] = []
+        val_parts: list[F64] = []
+        for g in range(len(self.group_series) - 1):
+            ts, vals = self.decode_group(g)
+            ts_parts.append(ts)
+            val_parts.append(vals)
+        gid_of = np.repeat(self.gids, np.diff(self.offsets))
+        if not ts_parts:
+            return gid_of, np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return gid_of, np.concatenate(ts_parts), np.concatenate(val_parts)
+
+    def select(self, wanted: I64, mint: int, maxt: int) -> tuple[I64, I64, F64]:
+        """Samples of the wanted series (sorted ids) in [mint, maxt]."""
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+        if maxt < self.min_time or mint > self.max_time or not len(wanted) or not len(self.gids):
+            return empty
+        pos = np.searchsorted(self.gids, wanted)
+        inside = pos < len(self.gids)
+        pos = pos[inside]
+        pos = pos[self.gids[pos] == wanted[inside]]
+        if not len(pos):
+            return empty
+        groups = np.unique(np.searchsorted(self.group_series, pos, side="right") - 1)
+        gid_parts: list[I64] = []
+        ts_parts: list[I64] = []
+        val_parts: list[F64] = []
+        for g in groups.tolist():
+            ts, vals = self.decode_group(g)
+            s0 = int(self.group_series[g])
+            mine = pos[(pos >= s0) & (pos < int(self.group_series[g + 1]))]
+            base = int(self.offsets[s0])
+            lengths = self.offsets[mine + 1] - self.offsets[mine]
+            idx = ranges(self.offsets[mine] - base, lengths)
+            sel_ts = ts[idx]
+            keep = (sel_ts >= mint) & (sel_ts <= maxt)
+            gid_parts.append(np.repeat(self.gids[mine], lengths)[keep])
+            ts_parts.append(sel_ts[keep])
+            val_parts.append(vals[idx][keep])
+        return np.concatenate(gid_parts), np.concatenate(ts_parts), np.concatenate(val_parts)
+
+
+def encode_chunkset(
+    gid_of: I64, ts: I64, values: F64, *, group_samples: int = 1 << 16, level: int = 3
+) -> ChunkSet:
+    """Encode samples already sorted by (series id, timestamp), one sample per (id, ts)."""
+    n = len(ts)
+    if n == 0:
+        z = np.zeros(1, dtype=np.int64)
+        return ChunkSet(np.zeros(0, np.int64), z, z, z, b"", 0, -1)
+    change = np.flatnonzero(np.diff(gid_of)) + 1
+    first = np.concatenate([[0], change]).astype(np.int64)
+    gids = gid_of[first].astype(np.int64)
+    offsets = np.append(first, n).astype(np.int64)
+    # group boundaries: series whose first sample crosses a multiple of group_samples
+    cuts = np.searchsorted(offsets[:-1], np.arange(0, n, group_samples), side="left")
+    group_series = np.unique(np.append(cuts, len(gids))).astype(np.int64)
+    if group_series[0] != 0:
+        group_series = np.concatenate([[0], group_series])
+    blobs: list[bytes] = []
+    for s0, s1 in zip(group_series[:-1].tolist(), group_series[1:].tolist(), strict=True):
+        a, b = int(offsets[s0]), int(offsets[s1])
+        blobs.append(_encode_group(ts[a:b], values[a:b], np.diff(offsets[s0 : s1 + 1]), level))
+    group_bytes = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    return ChunkSet(
+        gids=gids,
+        offsets=offsets,
+        group_series=group_series,
+        group_bytes=group_bytes,
+        data=b"".join(blobs),
+        min_time=int(ts.min()),
+        max_time=int(ts.max()),
+    )
+
+
+def merge_sorted(
+    gid_of: I64, ts: I64, values: F64, *, assume_sorted: bool = False
+) -> tuple[I64, I64, F64]:
+    """Sort samples by (series id, time) keeping input order among equal keys, then keep the
+    last of each (series, timestamp): later sources win, like a later write."""
+    if len(ts) == 0:
+        return gid_of, ts, values
+    if not assume_sorted:
+        if len(ts) > 1:
+            dg = np.diff(gid_of)
+            ordered = bool(np.all((dg > 0) | ((dg == 0) & (np.diff(ts) > 0))))
+        else:
+            ordered = True
+        if ordered:
+            return gid_of, ts, values
+        order = np.lexsort((ts, gid_of))  # stable
+        gid_of, ts, values = gid_of[order], ts[order], values[order]
+    last = np.ones(len(ts), dtype=np.bool_)
+    last[:-1] = (gid_of[1:] != gid_of[:-1]) | (ts[1:] != ts[:-1])
+    if last.all():
+        return gid_of, ts, values
+    return gid_of[last], ts[last], values[last]
