@@ -8,7 +8,6 @@ and of the HTTP layer; the web package reaches them through the ``Signalroom`` o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -25,12 +24,12 @@ from signalroom.config import (
     Config,
     ConfigError,
     ListenAddress,
-    RetentionConfig,
     SectionProblem,
     SectionValidator,
     load_config,
     parse_listen,
 )
+from signalroom.logs.service import LogService
 from signalroom.model.labels import Labels
 from signalroom.promql.engine import Engine
 from signalroom.scrape.appender import MetricMetadata as ScrapedMetadata
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from signalroom.storage.table import DurableTable
 
 log = logging.getLogger("signalroom.app")
 
@@ -131,9 +129,8 @@ class Signalroom:
         self.query_engine = Engine()
         self.metrics: TSDB | None = None
         self.scraper: ScrapeManager | None = None
-        self.tables: dict[str, DurableTable] = {}
+        self.logs: LogService | None = None
         self._lock = DataDirLock(data_dir)
-        self._maintenance: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
 
     # --- lifecycle -------------------------------------------------------------------
@@ -155,11 +152,17 @@ class Signalroom:
             )
             await self.scraper.apply_config(self._scrape_configs(self.config))
             await self.scraper.start()
+            if self.config.logs.enabled:
+                self.logs = LogService(
+                    self.config.logs,
+                    self.data_dir / "logs",
+                    wal_fsync=self.config.storage.wal.fsync,
+                )
+                await self.logs.start()
         except BaseException:
             await self._close_storage()
             self._lock.release()
             raise
-        self._maintenance = asyncio.create_task(self._maintain(), name="storage-maintenance")
         self.ready = True
         log.info(
             "signalroom started",
@@ -173,20 +176,17 @@ class Signalroom:
     async def stop(self) -> None:
         """Stop background work and flush every buffer to disk before returning."""
         self.ready = False
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
         if self.scraper is not None:
             await self.scraper.stop()
-        for name, table in self.tables.items():
-            await asyncio.to_thread(table.close)
-            log.info("flushed and closed table", extra={"table": name})
         await self._close_storage()
         self._lock.release()
         log.info("signalroom stopped")
 
     async def _close_storage(self) -> None:
+        """Flush and close every store; each service flushes its buffers as it stops."""
+        if self.logs is not None:
+            await self.logs.stop()
+            self.logs = None
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.close)
             self.metrics = None
@@ -212,56 +212,6 @@ class Signalroom:
                 own["authorization"] = {"credentials": self._self_token}
             jobs.insert(0, own)
         return jobs
-
-    def add_table(self, name: str, table: DurableTable) -> DurableTable:
-        """Register an opened table: it is flushed, compacted and trimmed in the background
-        and closed (flushed) on stop."""
-        if name in self.tables:
-            raise ValueError(f"table {name!r} is registered already")
-        self.tables[name] = table
-        return table
-
-    async def _maintain(self) -> None:
-        """Flush tables on time or size, and compact and apply retention now and then."""
-        last_compaction = time.monotonic()
-        while True:
-            await asyncio.sleep(1.0)
-            for name, table in list(self.tables.items()):
-                try:
-                    await asyncio.to_thread(table.maybe_flush)
-                except Exception:
-                    log.exception("flush failed", extra={"table": name})
-            interval_s = self.config.storage.compaction_interval / 1000
-            if time.monotonic() - last_compaction < interval_s:
-                continue
-            last_compaction = time.monotonic()
-            if self.metrics is not None:
-                retention = self.config.storage.metrics_retention
-                try:
-                    await asyncio.to_thread(
-                        self.metrics.apply_retention, retention.time or None, retention.size or None
-                    )
-                except Exception:
-                    log.exception("metric retention failed")
-            for name, table in list(self.tables.items()):
-                try:
-                    await asyncio.to_thread(table.compact)
-                    retention = self._retention_for(name)
-                    await asyncio.to_thread(
-                        table.apply_retention,
-                        max_age_s=retention.time / 1000 or None,
-                        max_bytes=retention.size or None,
-                    )
-                except Exception:
-                    log.exception("compaction or retention failed", extra={"table": name})
-
-    def _retention_for(self, table: str) -> RetentionConfig:
-        storage = self.config.storage
-        return {
-            "logs": storage.logs_retention,
-            "spans": storage.traces_retention,
-            "events": storage.events_retention,
-        }.get(table, storage.metrics_retention)
 
     # --- reload ----------------------------------------------------------------------
 
@@ -302,6 +252,8 @@ class Signalroom:
         if self.scraper is not None:
             self.scraper.global_cfg = new.global_
             await self.scraper.apply_config(self._scrape_configs(new))
+        if self.logs is not None:
+            self.logs.apply_config(new.logs)
         message = f"loaded {self.config_path} ({new.digest()})"
         if restart:
             message += "; changes to " + ", ".join(restart) + " take effect after a restart"

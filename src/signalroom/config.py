@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from signalroom.logs.config import LogsConfig
 from signalroom.units import parse_bytes, parse_duration_ms
 
 DEFAULT_LISTEN = "127.0.0.1:8290"
@@ -163,14 +164,9 @@ class StorageConfig(ConfigModel):
     state_url: str | None = None
     """SQLAlchemy URL of the relational state; default ``sqlite:///<data-dir>/state.db``."""
     wal: WALConfig = Field(default_factory=WALConfig)
-    flush_interval: DurationMs = 60_000
-    compaction_interval: DurationMs = 300_000
     metrics_retention: RetentionConfig = _retention("15d")
     metrics_out_of_order_window: DurationMs = 0
     """How much older than a series' newest sample a sample may be; 0 rejects them."""
-    logs_retention: RetentionConfig = _retention("30d")
-    traces_retention: RetentionConfig = _retention("72h")
-    events_retention: RetentionConfig = _retention("400d")
 
 
 Scope = Literal["read", "write", "admin"]
@@ -252,7 +248,7 @@ class Config(ConfigModel):
     scrape_configs: list[dict[str, Any]] = Field(default_factory=list)
     rule_files: list[str] = Field(default_factory=list)
     alerting: dict[str, Any] = Field(default_factory=dict)
-    logs: SignalConfig = Field(default_factory=SignalConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
     traces: SignalConfig = Field(default_factory=SignalConfig)
     events: SignalConfig = Field(default_factory=SignalConfig)
     packs: list[str] = Field(default_factory=list)

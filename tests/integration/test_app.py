@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
 
 from signalroom.app import Signalroom, StartupError
 from signalroom.config import parse_config
+from signalroom.ingest.remote_write import encode_write_request
+from signalroom.logs.config import LogsConfig
+from signalroom.logs.service import LogService
+from signalroom.promql.storage import Matcher, MatchType
 from signalroom.storage.state import StateStore
-from signalroom.storage.table import DurableTable
+from signalroom.tsdb import TSDB
+from signalroom.web.server import create_http_app
 from tests.support.postgres import fresh_database
 from tests.support.server import running_server
 
 pytestmark = pytest.mark.integration
-
-SCHEMA = pa.schema([("timestamp", pa.int64()), ("service", pa.string()), ("message", pa.string())])
 
 
 @pytest.mark.postgres
@@ -34,29 +38,36 @@ def test_server_keeps_its_state_in_postgresql(tmp_path: Path, postgres_url: str)
         assert not (tmp_path / "data" / "state.db").exists()
 
 
-async def test_stop_flushes_every_registered_table(tmp_path: Path) -> None:
-    runtime = Signalroom(parse_config(""), data_dir=tmp_path / "data")
-    await runtime.start()
-    table = DurableTable(tmp_path / "data" / "logs", SCHEMA, sort_by=["service"]).open()
-    runtime.add_table("logs", table)
-    batch = pa.table(
-        {
-            "timestamp": [1_700_000_000_000_000_000 + i for i in range(1000)],
-            "service": ["shop"] * 1000,
-            "message": [f"line {i}" for i in range(1000)],
-        },
-        schema=SCHEMA,
-    )
-    await table.append_async("default", batch)
-    await runtime.stop()
+def test_stop_flushes_logs_and_metrics_to_disk(tmp_path: Path) -> None:
+    """A graceful stop leaves nothing in buffers: every store's WAL is fully checkpointed."""
+    runtime = Signalroom(parse_config("server: {self_scrape: false}"), data_dir=tmp_path / "data")
+    now_ns = time.time_ns()
+    with TestClient(create_http_app(runtime)) as client:
+        streams = [{"stream": {"service": "shop"}, "values": [[str(now_ns + i), f"line {i}"]
+                                                              for i in range(1000)]}]  # fmt: skip
+        assert client.post("/loki/api/v1/push", json={"streams": streams}).status_code == 204
+        body = encode_write_request([({"__name__": "up", "job": "x"}, [(now_ns // 10**6, 1.0)])])
+        headers = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}
+        assert client.post("/api/v1/write", content=body, headers=headers).status_code == 204
+    assert list((tmp_path / "data" / "logs").rglob("*.parquet")), "logs were not flushed"
 
-    reopened = DurableTable(tmp_path / "data" / "logs", SCHEMA, sort_by=["service"]).open()
+    async def reopen_logs() -> int:
+        logs = LogService(LogsConfig(), tmp_path / "data" / "logs")
+        await logs.start()
+        buffered: int = logs.store.stats().rows_buffered
+        await logs.stop()
+        return buffered
+
+    assert asyncio.run(reopen_logs()) == 0, "a graceful stop leaves no log rows to replay"
+    tsdb = TSDB(tmp_path / "data" / "metrics").open(background=False)
     try:
-        assert reopened.stats().rows_buffered == 0, "stop must flush, leaving nothing to replay"
-        assert reopened.scan("default").num_rows == 1000
-        assert list(tmp_path.glob("data/logs/**/*.parquet"))
+        name = Matcher(MatchType.EQUAL, "__name__", "up")
+        found = tsdb.querier("default", 0, now_ns // 10**6 + 1).select(
+            [name], 0, now_ns // 10**6 + 1
+        )
+        assert [list(series.values) for series in found] == [[1.0]]
     finally:
-        reopened.close()
+        tsdb.close()
 
 
 async def test_start_refuses_exposed_listen_without_tokens(tmp_path: Path) -> None:

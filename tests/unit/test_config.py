@@ -20,8 +20,8 @@ def test_empty_file_gives_defaults() -> None:
     assert config == Config()
     assert config.server.listen == "127.0.0.1:8290"
     assert config.global_.scrape_interval == 15_000
-    assert config.storage.logs_retention.time == 30 * 86_400_000
-    assert config.storage.traces_retention.time == 72 * 3_600_000
+    assert config.logs.retention == 30 * 86_400_000
+    assert config.storage.metrics_retention.time == 15 * 86_400_000
 
 
 def test_sections_parse() -> None:
@@ -32,7 +32,7 @@ global:
   external_labels: {{cluster: eu1}}
 storage:
   wal: {{fsync: always, segment_size: 8MB}}
-  events_retention: {{time: 90d, size: 10GB}}
+  metrics_retention: {{time: 90d, size: 10GB}}
 auth:
   tokens:
     - {{name: grafana, sha256: "sha256:{VALID_HASH.upper()}", scopes: [read], tenants: [shop]}}
@@ -43,7 +43,7 @@ packs: [freshfoodz]
     assert config.global_.external_labels == {"cluster": "eu1"}
     assert config.storage.wal.fsync == "always"
     assert config.storage.wal.segment_size == 8 * 1024**2
-    assert config.storage.events_retention.size == 10 * 1024**3
+    assert config.storage.metrics_retention.size == 10 * 1024**3
     assert config.auth.tokens[0].sha256 == VALID_HASH
     assert config.auth.tokens[0].tenants == ["shop"]
     assert config.limits.max_request_body == 1024**2

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import signalroom
 from signalroom.app import Signalroom
 from signalroom.auth import AuthError
-from signalroom.web import metrics_ingest, prometheus_api
+from signalroom.web import logs_api, metrics_ingest, prometheus_api
 from signalroom.web.deps import Caller, require, runtime_of
 from signalroom.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
@@ -94,6 +94,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     _add_lifecycle_routes(app)
     app.include_router(prometheus_api.router)
     app.include_router(metrics_ingest.router)
+    app.include_router(logs_api.router)
     return app
 
 
@@ -174,7 +175,13 @@ def _add_lifecycle_routes(app: FastAPI) -> None:
     async def status(request: Request, caller: Caller = Depends(require("read"))) -> dict[str, Any]:
         """What is running: version, uptime, configuration digest, storage."""
         runtime = runtime_of(request)
-        tables = {name: dataclasses.asdict(table.stats()) for name, table in runtime.tables.items()}
+        stores: dict[str, Any] = {}
+        if runtime.metrics is not None:
+            stores["metrics"] = {
+                "headSeries": runtime.metrics.stats(caller.tenant)["headStats"]["numSeries"]
+            }
+        if runtime.logs is not None:
+            stores["logs"] = dataclasses.asdict(runtime.logs.store.stats())
         return {
             "status": "success",
             "data": {
@@ -188,7 +195,7 @@ def _add_lifecycle_routes(app: FastAPI) -> None:
                 "dataDir": str(runtime.data_dir),
                 "authEnabled": runtime.authenticator.enabled,
                 "tenant": caller.tenant,
-                "tables": tables,
+                "stores": stores,
             },
         }
 

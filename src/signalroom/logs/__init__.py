@@ -1,0 +1,1 @@
+"""Centralized logs: pipeline, store, LogQL and the services that run them."""

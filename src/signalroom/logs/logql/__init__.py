@@ -1,0 +1,1 @@
+"""LogQL: parser and evaluator."""

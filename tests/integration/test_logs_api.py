@@ -1,0 +1,286 @@
+"""The log HTTP APIs on the real application: Loki push/query, OTLP, Elasticsearch bulk,
+JSON ingest, syslog over UDP and TCP, tail."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cramjam
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+
+from signalroom.app import Signalroom
+from signalroom.config import parse_config
+from signalroom.ingest.loki import PushRequest
+from signalroom.logs.service import LogService
+from signalroom.web.server import create_http_app
+
+pytestmark = pytest.mark.integration
+
+S = 10**9
+NOW = time.time_ns() // S * S
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    config = parse_config(
+        "server: {self_scrape: false}\n"
+        "storage: {wal: {fsync: never}}\n"
+        "logs: {syslog: {udp: '127.0.0.1:0', tcp: '127.0.0.1:0'}}\n"
+    )
+    runtime = Signalroom(config, data_dir=tmp_path)
+    with TestClient(create_http_app(runtime)) as test_client:
+        yield test_client
+
+
+def push_json(client: TestClient, streams: list[dict[str, Any]]) -> None:
+    response = client.post("/loki/api/v1/push", json={"streams": streams})
+    assert response.status_code == 204, response.text
+
+
+def query_range(client: TestClient, query: str, **params: Any) -> dict[str, Any]:
+    params = {"query": query, "start": str(NOW - 3600 * S), "end": str(NOW + 60 * S), **params}
+    response = client.get("/loki/api/v1/query_range", params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "success"
+    return dict(body["data"])
+
+
+def test_loki_push_json_and_query_shapes(client: TestClient) -> None:
+    values = [[str(NOW - i * S), f"level=info msg=hello{i} user=bob@example.com"] for i in range(5)]
+    push_json(client, [{"stream": {"app": "shop", "env": "prod"}, "values": values}])
+    data = query_range(client, '{app="shop"} |= "hello3"')
+    assert data["resultType"] == "streams"
+    assert data["result"] == [
+        {
+            "stream": {"app": "shop", "env": "prod"},
+            "values": [[str(NOW - 3 * S), "level=info msg=hello3 user=[REDACTED:email]"]],
+        }
+    ]
+    assert data["stats"]["summary"]["totalEntriesReturned"] == 1
+    matrix = query_range(client, 'count_over_time({app="shop"}[1m])', step="60")
+    assert matrix["resultType"] == "matrix"
+    series = matrix["result"][0]
+    assert series["metric"] == {"app": "shop", "env": "prod"}
+    assert all(isinstance(v[1], str) for v in series["values"])
+    assert sum(float(v[1]) for v in series["values"]) >= 5
+    instant = client.get(
+        "/loki/api/v1/query",
+        params={"query": 'sum(count_over_time({app="shop"}[10m]))', "time": str(NOW + S)},
+    ).json()["data"]
+    assert instant["resultType"] == "vector"
+    assert instant["result"] == [{"metric": {}, "value": [NOW // S + 1, "5"]}]
+    labels = client.get("/loki/api/v1/labels").json()
+    assert labels == {"status": "success", "data": ["app", "env"]}
+    assert client.get("/loki/api/v1/label/app/values").json()["data"] == ["shop"]
+    series_body = client.get("/loki/api/v1/series", params={"match[]": '{env="prod"}'}).json()
+    assert series_body["data"] == [{"app": "shop", "env": "prod"}]
+
+
+def test_loki_push_protobuf(client: TestClient) -> None:
+    request = PushRequest()
+    stream = request.streams.add(labels='{job="promtail", host="a"}')
+    for i in range(3):
+        entry = stream.entries.add(line=f"proto line {i} trace_id=4bf92f3577b34da6a3ce929d0e0e4736")
+        entry.timestamp.seconds = NOW // S - i
+        entry.structuredMetadata.add(name="pod", value="p-1")
+    body = cramjam.snappy.compress_raw(request.SerializeToString())
+    response = client.post(
+        "/loki/api/v1/push", content=bytes(body), headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert response.status_code == 204, response.text
+    data = query_range(client, '{job="promtail"}', direction="forward")
+    assert data["result"][0]["values"][0][1].startswith("proto line 2")
+    service: LogService = client.app.state.runtime.logs  # type: ignore[attr-defined]
+    table = service.store.table.scan("default")
+    assert set(table.column("trace_id").to_pylist()) == {"4bf92f3577b34da6a3ce929d0e0e4736"}
+    assert json.loads(table.column("metadata")[0].as_py()) == {"pod": "p-1"}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"not json", "application/json", "invalid JSON"),
+        (b'{"streams": {}}', "application/json", '"streams" array'),
+        (b'{"streams": [{"stream": {"a": "b"}, "values": [["x", "l"]]}]}', "application/json",
+         "streams[0].values[0][0]"),
+        (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", 2]]}]}', "application/json",
+         "streams[0].values[0]"),
+        (b'{"streams": [{"stream": {"a-b": "c"}, "values": [["1", "x"]]}]}', "application/json",
+         "invalid label name 'a-b'"),
+        (b"\x00garbage", "application/x-protobuf", "snappy"),
+    ],
+)  # fmt: skip
+def test_malformed_push_is_400_naming_the_problem(
+    client: TestClient, body: bytes, content_type: str, message: str
+) -> None:
+    response = client.post(
+        "/loki/api/v1/push", content=body, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 400
+    assert response.json()["status"] == "error"
+    assert message in response.json()["error"]
+
+
+def test_query_errors(client: TestClient) -> None:
+    response = client.get("/loki/api/v1/query_range", params={"query": '{a="b"'})
+    assert response.status_code == 400 and "parse error" in response.json()["error"]
+    response = client.get("/loki/api/v1/query_range", params={"query": '{a="b"}', "limit": "9999"})
+    assert response.status_code == 400 and "max_entries_limit" in response.json()["error"]
+
+
+def test_elasticsearch_bulk_as_fluent_bit_sends_it(client: TestClient) -> None:
+    root = client.get("/es/")
+    assert root.headers["X-Elastic-Product"] == "Elasticsearch"
+    assert root.json()["version"]["number"].startswith("8.")
+    documents = [
+        {"@timestamp": "2024-05-01T10:00:00.123Z", "log": "order 17 placed", "level": "INFO",
+         "kubernetes": {"pod_name": "shop-1"}, "service": "shop"},
+        {"@timestamp": "2024-05-01T10:00:01Z", "log": "payment failed", "level": "error",
+         "service": "shop"},
+    ]  # fmt: skip
+    body = "".join(
+        json.dumps({"create": {"_index": "fluent-bit"}}) + "\n" + json.dumps(d) + "\n"
+        for d in documents
+    )
+    body += json.dumps({"delete": {"_index": "x", "_id": "1"}}) + "\n"
+    response = client.post("/_bulk", content=body, headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200
+    assert response.headers["X-Elastic-Product"] == "Elasticsearch"
+    result = response.json()
+    assert result["errors"] is True
+    assert [next(iter(i)) for i in result["items"]] == ["create", "create", "delete"]
+    assert result["items"][0]["create"]["status"] == 201
+    assert result["items"][2]["delete"]["status"] == 400
+    start = str(1714557600 * S - S)
+    data = query_range(client, '{service="shop", level="error"}', start=start)
+    line = json.loads(data["result"][0]["values"][0][1])
+    assert line["log"] == "payment failed"
+    bad = client.post("/logs-x/_bulk", content=b'{"index":{}}\n{not json}\n')
+    assert bad.status_code == 400 and "line 2" in bad.json()["error"]["reason"]
+
+
+def test_otlp_logs_protobuf_and_json(client: TestClient) -> None:
+    request = logs_service_pb2.ExportLogsServiceRequest()
+    resource = request.resource_logs.add()
+    resource.resource.attributes.add(
+        key="service.name", value=common_pb2.AnyValue(string_value="checkout")
+    )
+    record = resource.scope_logs.add().log_records.add()
+    record.time_unix_nano = NOW
+    record.severity_text = "WARNING"
+    record.body.string_value = "stock low"
+    record.trace_id = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
+    record.attributes.add(key="sku", value=common_pb2.AnyValue(string_value="A-1"))
+    response = client.post(
+        "/v1/logs", content=request.SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    data = query_range(client, '{service="checkout", level="warn"}')
+    assert data["result"][0]["values"][0][1] == "stock low"
+    from google.protobuf import json_format
+
+    record.body.string_value = "json encoded"
+    response = client.post(
+        "/v1/logs", content=json_format.MessageToJson(request),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert len(query_range(client, '{service="checkout"} |= "json encoded"')["result"]) == 1
+    bad = client.post(
+        "/v1/logs", content=b"\xff\xff", headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert bad.status_code == 400 and "ExportLogsServiceRequest" in bad.json()["error"]
+
+
+def test_json_ingest_records(client: TestClient) -> None:
+    body = "\n".join(
+        json.dumps(r)
+        for r in [
+            {"ts": NOW / S, "message": "started", "service": "crm", "env": "prod"},
+            {"ts": NOW / S, "msg": "lead saved", "service": "crm", "lead_id": 7,
+             "trace_id": "4BF92F3577B34DA6A3CE929D0E0E4736"},
+        ]
+    )  # fmt: skip
+    response = client.post("/api/sr/logs", content=body)
+    assert response.status_code == 200
+    assert response.json()["data"]["accepted"] == 2
+    data = query_range(client, '{service="crm"} | json | lead_id="7"')
+    assert len(data["result"]) == 1
+    bad = client.post("/api/sr/logs", content='{"ts": "yesterday", "message": "x"}')
+    assert bad.status_code == 400 and "record 0: ts" in bad.json()["error"]
+
+
+def wait_for(client: TestClient, query: str, count: int) -> list[str]:
+    lines: list[str] = []
+    for _ in range(50):
+        data = query_range(client, query)
+        lines = [v[1] for s in data["result"] for v in s["values"]]
+        if len(lines) >= count:
+            break
+        time.sleep(0.1)
+    return lines
+
+
+@pytest.mark.parametrize("socktype", [socket.SOCK_DGRAM, socket.SOCK_STREAM])
+def test_syslog_from_python_syslog_handler(client: TestClient, socktype: int) -> None:
+    service: LogService = client.app.state.runtime.logs  # type: ignore[attr-defined]
+    kind = "udp" if socktype == socket.SOCK_DGRAM else "tcp"
+    handler = logging.handlers.SysLogHandler(
+        address=service.syslog_addresses[kind], socktype=socktype
+    )
+    handler.setFormatter(logging.Formatter("billing[42]: %(message)s"))
+    logger = logging.getLogger(f"syslog-test-{kind}")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.error("invoice %s failed", kind)
+        logger.warning("slow %s", kind)
+    finally:
+        handler.close()
+        logger.removeHandler(handler)
+    assert wait_for(client, '{service="billing", level="error"}', 1) == [f"invoice {kind} failed"]
+    assert wait_for(client, '{service="billing", level="warn"}', 1) == [f"slow {kind}"]
+
+
+def test_syslog_rfc5424_and_3164_parsing() -> None:
+    from signalroom.ingest.syslog import parse_syslog
+
+    full = parse_syslog(
+        b'<165>1 2003-10-11T22:14:15.003Z host1 evntslog 99 ID47 [exampleSDID@32473 iut="3"] '
+        b"An application event"
+    )
+    assert (full.facility, full.severity, full.host, full.app) == ("local4", "notice", "host1",
+                                                                   "evntslog")  # fmt: skip
+    assert full.message == "An application event"
+    assert full.metadata["exampleSDID@32473.iut"] == "3"
+    assert full.timestamp_ns == 1065910455003 * 10**6
+    legacy = parse_syslog(b"<34>Oct 11 22:14:15 mymachine su[12]: 'su root' failed")
+    assert (legacy.severity, legacy.host, legacy.app, legacy.message) == (
+        "crit", "mymachine", "su", "'su root' failed"
+    )  # fmt: skip
+
+
+def test_tail_websocket(client: TestClient) -> None:
+    push_json(client, [{"stream": {"app": "tail"}, "values": [[str(NOW), "before"]]}])
+    with client.websocket_connect(
+        f'/loki/api/v1/tail?query={{app="tail"}}&start={NOW - 10 * S}'
+    ) as websocket:
+        first = json.loads(websocket.receive_text())
+        assert first["streams"][0]["values"][0][1] == "before"
+        push_json(client, [{"stream": {"app": "tail"}, "values": [[str(NOW + S), "after"]]}])
+        second = json.loads(websocket.receive_text())
+        assert second["streams"] == [
+            {"stream": {"app": "tail"}, "values": [[str(NOW + S), "after"]]}
+        ]
