@@ -219,6 +219,7 @@ def test_kill_9_during_remote_write_loses_no_acknowledged_sample(tmp_path: Path)
         counted = client.get(
             "/api/v1/query", params={"query": "count_over_time(acked[2h])", "time": at}
         )
+        assert counted.status_code == 200, counted.text
         stored = int(counted.json()["data"]["result"][0]["value"][1])
         values = client.get("/api/v1/query", params={"query": "acked[2h]", "time": at}).json()
     present = {int(float(v)) for _, v in values["data"]["result"][0]["values"]}

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 import tests.support.postgres as pg_support
-from signalroom.storage.state import StateStore
+from signalroom.storage.state import StateStore, alembic_config
 from tests.support.postgres import PostgresUnavailable, fresh_database, running_postgres
 
 pytestmark = pytest.mark.integration
@@ -135,7 +136,7 @@ def test_running_postgres_stops_and_removes_the_cluster_even_on_failure(tmp_path
         assert Path(data_dir, "PG_VERSION").is_file()
         raise RuntimeError("test body failed")
 
-    assert seen["revision"] == "0001"
+    assert seen["revision"] == ScriptDirectory.from_config(alembic_config()).get_current_head()
     port = seen["port"]
     assert isinstance(port, int)
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):

@@ -42,3 +42,51 @@ kv = sa.Table(
     sa.PrimaryKeyConstraint("namespace", "tenant", "key"),
 )
 """JSON documents by (namespace, tenant, key) with an optimistic version (1 on insert)."""
+
+# --- alerting (migration 0002) -------------------------------------------------------------
+
+alerting_alerts = sa.Table(
+    "alerting_alerts",
+    metadata,
+    sa.Column("tenant", BinaryText, nullable=False),
+    sa.Column("fingerprint", BinaryText, nullable=False),
+    sa.Column("labels", JSONDocument, nullable=False),
+    sa.Column("annotations", JSONDocument, nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("generator_url", sa.Text, nullable=False),
+    sa.Column("timeout", sa.Boolean, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "fingerprint"),
+)
+"""Alerts received by the Alertmanager, so a restart keeps pending notifications."""
+
+alerting_silences = sa.Table(
+    "alerting_silences",
+    metadata,
+    sa.Column("tenant", BinaryText, nullable=False),
+    sa.Column("id", BinaryText, nullable=False),
+    sa.Column("matchers", JSONDocument, nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "id"),
+)
+"""Silences; a row is deleted once ``expires_at`` (ends_at + retention) has passed."""
+
+alerting_nflog = sa.Table(
+    "alerting_nflog",
+    metadata,
+    sa.Column("tenant", BinaryText, nullable=False),
+    sa.Column("group_key", BinaryText, nullable=False),
+    sa.Column("receiver", BinaryText, nullable=False),
+    sa.Column("firing", JSONDocument, nullable=False),
+    sa.Column("resolved", JSONDocument, nullable=False),
+    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "group_key", "receiver"),
+)
+"""The notification log: last notification per (group key, receiver/integration/index)."""

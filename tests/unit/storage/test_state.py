@@ -67,7 +67,7 @@ def _table_names(store: StateStore) -> set[str]:
 
 @pytest.mark.unit
 def test_there_is_a_head_revision() -> None:
-    assert HEAD == "0001"
+    assert HEAD == "0002"
 
 
 def test_migrate_from_empty_creates_kv_and_version_table(state_url: str) -> None:
@@ -78,7 +78,10 @@ def test_migrate_from_empty_creates_kv_and_version_table(state_url: str) -> None
         assert store.migrate() == HEAD
 
         assert store.current_revision() == HEAD
-        assert _table_names(store) == {"kv", "alembic_version"}
+        assert _table_names(store) == set(metadata.tables) | {"alembic_version"}
+        assert {"kv", "alerting_alerts", "alerting_silences", "alerting_nflog"} <= _table_names(
+            store
+        )
         columns = {c["name"] for c in sa.inspect(store.engine).get_columns("kv")}
         assert columns == {"namespace", "tenant", "key", "value", "version", "updated_at"}
         primary_key = sa.inspect(store.engine).get_pk_constraint("kv")

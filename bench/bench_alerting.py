@@ -1,0 +1,229 @@
+"""Alertmanager benchmark: signalroom's alerting next to Alertmanager 0.25 in the same run.
+
+1. Delivery latency: 1,000 active alerts in 100 groups (10 each) in one ``POST /api/v2/alerts``;
+   for every group, the time from the POST to the webhook notification minus ``group_wait``
+   (p50, p99, max).
+2. Ingest throughput: ``POST /api/v2/alerts`` with batches of 100 new alerts, sequentially, for
+   20,000 alerts: alerts/s.
+
+Each server runs in its own process on loopback and notifies a webhook sink in this process.
+signalroom runs the API v2 router with a SQLite state store (alerts persisted before the 200).
+
+    .venv/bin/python -m bench.bench_alerting [--alerts 1000] [--groups 100] [--ingest 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bench.record import record
+from signalroom.alerting.testing import WebhookSink, free_port
+
+AM_BINARY = "/usr/bin/prometheus-alertmanager"
+GROUP_WAIT = 1.0
+
+
+def config(sink: str, name: str) -> dict[str, Any]:
+    return {
+        "route": {
+            "receiver": "hook",
+            "group_by": ["alertname", "group"],
+            "group_wait": f"{int(GROUP_WAIT * 1000)}ms",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+        },
+        "receivers": [{"name": "hook", "webhook_configs": [{"url": f"{sink}/{name}"}]}],
+    }
+
+
+SERVE = """
+import sys, json, uvicorn
+from fastapi import FastAPI
+from signalroom.alerting.manager import AlertManager
+from signalroom.auth import Authenticator
+from signalroom.config import AuthConfig
+from signalroom.storage.state import StateStore
+from signalroom.web import alertmanager_api
+
+section, state_url, port = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+state = StateStore(state_url)
+state.migrate()
+am = AlertManager.from_section(section, state=state)
+
+class Runtime:
+    alertmanager = am
+    authenticator = Authenticator(AuthConfig())
+
+app = FastAPI(on_startup=[am.start], on_shutdown=[am.stop])
+app.state.runtime = Runtime()
+app.include_router(alertmanager_api.router)
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+"""
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], path: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + path, timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready")
+
+
+@contextlib.contextmanager
+def signalroom_server(section: dict[str, Any], tmp: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SERVE,
+            json.dumps(section),
+            f"sqlite:///{tmp / 'state.db'}",
+            str(port),
+        ],
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, "/api/v2/status")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+@contextlib.contextmanager
+def alertmanager_server(section: dict[str, Any], tmp: Path) -> Iterator[str]:
+    cfg = tmp / "am.yml"
+    cfg.write_text(yaml.safe_dump(section))
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            AM_BINARY,
+            f"--config.file={cfg}",
+            f"--storage.path={tmp / 'am'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, "/-/ready")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(url: str, sink: WebhookSink, name: str, alerts: int, groups: int) -> dict[str, float]:
+    body = [
+        {"labels": {"alertname": "Lat", "group": f"g{i % groups}", "i": str(i)}}
+        for i in range(alerts)
+    ]
+    start = time.monotonic()
+    r = httpx.post(f"{url}/api/v2/alerts", json=body, timeout=60)
+    r.raise_for_status()
+    posted = time.monotonic()
+    sink.wait_for(groups, f"/{name}", timeout=60)
+    arrivals = [t for p, t, _ in sink.received if p == f"/{name}"]
+    delays = [(t - start - GROUP_WAIT) * 1000 for t in arrivals]
+    return {
+        "post_ms": (posted - start) * 1000,
+        "notifications": len(arrivals),
+        "delay_beyond_group_wait_p50_ms": statistics.median(delays),
+        "delay_beyond_group_wait_p99_ms": pct(delays, 0.99),
+        "delay_beyond_group_wait_max_ms": max(delays),
+    }
+
+
+def ingest(url: str, total: int, batch: int = 100) -> dict[str, float]:
+    with httpx.Client(base_url=url, timeout=60) as client:
+        start = time.perf_counter()
+        for b in range(total // batch):
+            body = [
+                {
+                    "labels": {
+                        "alertname": "Ingest",
+                        "group": f"g{(b * batch + i) % 100}",
+                        "i": str(b * batch + i),
+                    }
+                }
+                for i in range(batch)
+            ]
+            client.post("/api/v2/alerts", json=body).raise_for_status()
+        elapsed = time.perf_counter() - start
+    return {"alerts": total, "seconds": elapsed, "alerts_per_s": total / elapsed}
+
+
+def run(name: str, server: Any, args: argparse.Namespace) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        WebhookSink() as sink,
+        server(config(sink.url, name), Path(tmp)) as url,
+    ):
+        lat = latency(url, sink, name, args.alerts, args.groups)
+        thr = ingest(url, args.ingest)
+    return {"latency": lat, "ingest": thr}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--groups", type=int, default=100)
+    parser.add_argument("--ingest", type=int, default=20000)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"signalroom": run("signalroom", signalroom_server, args)}
+    if shutil.which(AM_BINARY):
+        results["alertmanager_0_25"] = run("alertmanager", alertmanager_server, args)
+    for impl, r in results.items():
+        lat, thr = r["latency"], r["ingest"]
+        print(
+            f"{impl:>18}: delay beyond group_wait p50 "
+            f"{lat['delay_beyond_group_wait_p50_ms']:.1f} ms"
+            f" p99 {lat['delay_beyond_group_wait_p99_ms']:.1f} ms; POST {thr['alerts_per_s']:.0f}"
+            " alerts/s"
+        )
+    sr = results["signalroom"]
+    summary = (
+        f"{args.alerts} alerts/{args.groups} groups: delay beyond group_wait p50 "
+        f"{sr['latency']['delay_beyond_group_wait_p50_ms']:.0f} ms p99 "
+        f"{sr['latency']['delay_beyond_group_wait_p99_ms']:.0f} ms, POST "
+        f"{sr['ingest']['alerts_per_s']:.0f} alerts/s"
+    )
+    if "alertmanager_0_25" in results:
+        am = results["alertmanager_0_25"]
+        summary += (
+            f" (Alertmanager 0.25: p50 {am['latency']['delay_beyond_group_wait_p50_ms']:.0f} ms "
+            f"p99 {am['latency']['delay_beyond_group_wait_p99_ms']:.0f} ms, "
+            f"{am['ingest']['alerts_per_s']:.0f} alerts/s)"
+        )
+    record("alerting", results, summary)
+
+
+if __name__ == "__main__":
+    main()
