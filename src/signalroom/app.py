@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import glob
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
+from signalroom.alerting.alerts import postable_alert
 from signalroom.alerting.config import AlertmanagerConfig
+from signalroom.alerting.manager import AlertManager, config_from_section
 from signalroom.auth import Authenticator, Principal, hash_token, new_token
 from signalroom.config import (
     Config,
@@ -31,7 +37,11 @@ from signalroom.config import (
 )
 from signalroom.logs.service import LogService
 from signalroom.model.labels import Labels
+from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
 from signalroom.promql.engine import Engine
+from signalroom.promql.storage import Querier
+from signalroom.rules.manager import RuleManager
+from signalroom.rules.rulefmt import RuleFileError, parse_file
 from signalroom.scrape.appender import MetricMetadata as ScrapedMetadata
 from signalroom.scrape.config import (
     ScrapeConfigError,
@@ -130,6 +140,9 @@ class Signalroom:
         self.metrics: TSDB | None = None
         self.scraper: ScrapeManager | None = None
         self.logs: LogService | None = None
+        self.alertmanager: AlertManager | None = None
+        self.rules: RuleManager | None = None
+        self._rule_metrics: Collector | None = None
         self._lock = DataDirLock(data_dir)
         self._reload_lock = asyncio.Lock()
 
@@ -152,6 +165,23 @@ class Signalroom:
             )
             await self.scraper.apply_config(self._scrape_configs(self.config))
             await self.scraper.start()
+            self.alertmanager = AlertManager.from_section(
+                self.config.alerting, state=self.state, external_url=self.external_url
+            )
+            await self.alertmanager.start()
+            self.rules = RuleManager(
+                self.query_engine,
+                self._rule_querier,
+                TSDBRuleAppender(self.metrics),
+                AlertManagerNotifier(self.alertmanager, asyncio.get_running_loop()),
+                external_labels=self.config.global_.external_labels,
+                external_url=self.external_url,
+                default_interval_ms=self.config.global_.evaluation_interval,
+            )
+            await asyncio.to_thread(self.rules.update, self._rule_paths(self.config))
+            await self.rules.start()
+            self._rule_metrics = self.rules.collector()
+            REGISTRY.register(self._rule_metrics)
             if self.config.logs.enabled:
                 self.logs = LogService(
                     self.config.logs,
@@ -178,6 +208,11 @@ class Signalroom:
         self.ready = False
         if self.scraper is not None:
             await self.scraper.stop()
+        if self.rules is not None:
+            await self.rules.stop()
+        if self._rule_metrics is not None:
+            REGISTRY.unregister(self._rule_metrics)
+            self._rule_metrics = None
         await self._close_storage()
         self._lock.release()
         log.info("signalroom stopped")
@@ -187,6 +222,9 @@ class Signalroom:
         if self.logs is not None:
             await self.logs.stop()
             self.logs = None
+        if self.alertmanager is not None:
+            await self.alertmanager.stop()
+            self.alertmanager = None
         if self.metrics is not None:
             await asyncio.to_thread(self.metrics.close)
             self.metrics = None
@@ -201,6 +239,23 @@ class Signalroom:
 
     def _config_dir(self) -> Path:
         return self.config_path.parent if self.config_path else Path.cwd()
+
+    @property
+    def external_url(self) -> str:
+        host = "127.0.0.1" if self.listen.host in ("0.0.0.0", "::") else self.listen.host
+        return self.config.server.external_url or f"http://{host}:{self.listen.port}"
+
+    def _rule_querier(self) -> Querier:
+        assert self.metrics is not None
+        return self.metrics.querier(DEFAULT_TENANT, MIN_TIME_MS, MAX_TIME_MS)
+
+    def _rule_paths(self, config: Config) -> list[str]:
+        """``rule_files`` globs, relative to the configuration file, as Prometheus reads them."""
+        paths: list[str] = []
+        for pattern in config.rule_files:
+            full = pattern if Path(pattern).is_absolute() else str(self._config_dir() / pattern)
+            paths.extend(sorted(glob.glob(full)))
+        return paths
 
     def _scrape_configs(self, config: Config) -> list[dict[str, Any]]:
         """The configured jobs, plus signalroom's own /metrics unless a job has its name."""
@@ -235,6 +290,9 @@ class Signalroom:
         try:
             new = load_configuration(self.config_path)
             check_exposure(self.listen, new)
+            problems = check_rule_files(self._rule_paths(new))
+            if problems:
+                raise ConfigError(problems)
         except (ConfigError, StartupError) as exc:
             return ReloadResult(False, f"kept the running configuration: {exc}")
         restart = [
@@ -254,6 +312,12 @@ class Signalroom:
             await self.scraper.apply_config(self._scrape_configs(new))
         if self.logs is not None:
             self.logs.apply_config(new.logs)
+        if self.alertmanager is not None:
+            await self.alertmanager.apply_config(config_from_section(new.alerting))
+        if self.rules is not None:
+            self.rules.external_labels = dict(new.global_.external_labels)
+            self.rules.default_interval_ms = new.global_.evaluation_interval
+            await asyncio.to_thread(self.rules.update, self._rule_paths(new))
         message = f"loaded {self.config_path} ({new.digest()})"
         if restart:
             message += "; changes to " + ", ".join(restart) + " take effect after a restart"
@@ -345,3 +409,65 @@ CONFIG_SECTIONS: dict[str, SectionValidator] = {
 def load_configuration(path: Path) -> Config:
     """Load and validate the whole configuration, including the sections packages own."""
     return load_config(path, sections=CONFIG_SECTIONS)
+
+
+DEFAULT_TENANT = "default"
+
+
+def check_rule_files(paths: list[str]) -> list[str]:
+    """Problems of the rule files, each naming its file, as ``promtool check rules``."""
+    problems: list[str] = []
+    for path in paths:
+        try:
+            parse_file(path)
+        except RuleFileError as exc:
+            problems.extend(f"{path}: {error}" for error in exc.errors)
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror}")
+    return problems
+
+
+class TSDBRuleAppender:
+    """Writes recording-rule results and ALERTS series into the metric store."""
+
+    def __init__(self, tsdb: TSDB) -> None:
+        self.tsdb = tsdb
+
+    def append_samples(self, samples: Sequence[tuple[Labels, int, float]]) -> None:
+        import numpy as np
+
+        if not samples:
+            return
+        index: dict[Labels, int] = {}
+        series_index = np.fromiter(
+            (index.setdefault(labels, len(index)) for labels, _, _ in samples),
+            dtype=np.int32,
+            count=len(samples),
+        )
+        batch = SampleBatch(
+            series_index,
+            np.fromiter((ts for _, ts, _ in samples), dtype=np.int64, count=len(samples)),
+            np.fromiter((v for _, _, v in samples), dtype=np.float64, count=len(samples)),
+            series=list(index),
+        )
+        self.tsdb.append(DEFAULT_TENANT, batch)
+
+
+class AlertManagerNotifier:
+    """Sends alerts from rule evaluation (a worker thread) to signalroom's own alert manager
+    on the event loop, as Prometheus sends them to Alertmanager's API v2."""
+
+    def __init__(self, manager: AlertManager, loop: asyncio.AbstractEventLoop) -> None:
+        self.manager = manager
+        self.loop = loop
+
+    def send(self, alerts: list[dict[str, Any]]) -> None:
+        if not alerts:
+            return
+        parsed = [postable_alert(alert) for alert in alerts]
+        future = asyncio.run_coroutine_threadsafe(
+            self.manager.receive(parsed, tenant=DEFAULT_TENANT), self.loop
+        )
+        errors = future.result(timeout=30)
+        if errors:
+            log.warning("alerts rejected by the alert manager", extra={"errors": errors[:5]})

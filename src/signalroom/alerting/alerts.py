@@ -425,3 +425,31 @@ def receive_defaults(alert: Alert, now: datetime, resolve_timeout: timedelta) ->
     alert.labels = {k: v for k, v in alert.labels.items() if v != ""}
     alert._fp = None
     return alert
+
+
+def _str_map(raw: Any, what: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{what} must be an object")
+    out: dict[str, str] = {}
+    for k, v in raw.items():
+        if not isinstance(v, str):
+            raise ValueError(f"{what}.{k} must be a string")
+        out[str(k)] = v
+    return out
+
+
+def postable_alert(raw: Any) -> Alert:
+    """An alert from an Alertmanager API v2 ``postableAlert`` object (as Prometheus sends)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("an alert must be an object")
+    if "labels" not in raw:
+        raise ValueError("labels in body is required")
+    return Alert(
+        labels=_str_map(raw.get("labels"), "labels"),
+        annotations=_str_map(raw.get("annotations"), "annotations"),
+        starts_at=parse_time(raw.get("startsAt")),
+        ends_at=parse_time(raw.get("endsAt")),
+        generator_url=str(raw.get("generatorURL") or ""),
+    )

@@ -26,3 +26,8 @@ def stale_mask(values: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     bits = np.asarray(values, dtype=np.float64).view(np.uint64)
     result: npt.NDArray[np.bool_] = bits == np.uint64(STALE_NAN_BITS)
     return result
+
+
+# Prometheus' boundaries for "no start" and "no end" of a query (minInt64/4, maxInt64/4 in ms).
+MIN_TIME_MS = -9223372036854775808 // 4 // 1000 * 1000
+MAX_TIME_MS = 9223372036854775807 // 4 // 1000 * 1000

@@ -15,7 +15,7 @@ import re2
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from signalroom.alerting.alerts import Alert, format_api_time, parse_time
+from signalroom.alerting.alerts import Alert, format_api_time, parse_time, postable_alert
 from signalroom.alerting.manager import AlertManager, AlertStatus, TenantAlerting
 from signalroom.alerting.matchers import Matcher, MatcherError, matches_all, parse_matchers
 from signalroom.alerting.silences import (
@@ -184,40 +184,13 @@ async def post_alerts(request: Request, caller: Caller = Depends(require("write"
     alerts: list[Alert] = []
     for i, raw in enumerate(body):
         try:
-            alerts.append(_postable_alert(raw))
+            alerts.append(postable_alert(raw))
         except (ValueError, TypeError) as exc:
             return _error(422, f"{i}: {exc}")
     errors = await am.receive(alerts, tenant=caller.tenant)
     if errors:
         return _error(400, "; ".join(errors))
     return Response(status_code=200)
-
-
-def _str_map(raw: Any, what: str) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{what} must be an object")
-    out: dict[str, str] = {}
-    for k, v in raw.items():
-        if not isinstance(v, str):
-            raise ValueError(f"{what}.{k} must be a string")
-        out[str(k)] = v
-    return out
-
-
-def _postable_alert(raw: Any) -> Alert:
-    if not isinstance(raw, Mapping):
-        raise ValueError("an alert must be an object")
-    if "labels" not in raw:
-        raise ValueError("labels in body is required")
-    return Alert(
-        labels=_str_map(raw.get("labels"), "labels"),
-        annotations=_str_map(raw.get("annotations"), "annotations"),
-        starts_at=parse_time(raw.get("startsAt")),
-        ends_at=parse_time(raw.get("endsAt")),
-        generator_url=str(raw.get("generatorURL") or ""),
-    )
 
 
 @router.get("/alerts/groups")

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 
 import signalroom
 from signalroom.model.labels import Labels
+from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
 from signalroom.promql import ast
 from signalroom.promql.engine import Engine
 from signalroom.promql.storage import Matcher, MatchType, Querier
@@ -39,9 +40,6 @@ from signalroom.promql.value import (
 )
 from signalroom.web.deps import Caller, require, runtime_of
 
-# Prometheus' boundaries for "no start" and "no end" (minInt64/4 and maxInt64/4 in ms).
-MIN_TIME_MS = -9223372036854775808 // 4 // 1000 * 1000
-MAX_TIME_MS = 9223372036854775807 // 4 // 1000 * 1000
 MIN_TIME_TEXT = "-292273086-05-16T16:47:06Z"
 MAX_TIME_TEXT = "292277025-08-18T07:12:54.999999999Z"
 PROMETHEUS_API_VERSION = "3.5.0"
@@ -609,3 +607,35 @@ async def status_tsdb(request: Request, caller: Caller = Depends(require("read")
     if limit <= 0:
         raise invalid_param("limit", "limit must be a positive number")
     return success(_store(request).stats(caller.tenant, limit))
+
+
+# --- rules and alerts ---------------------------------------------------------------------
+
+
+@router.get("/rules")
+async def rules(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Rule groups with their rules' state: ``type``, ``rule_name[]``, ``rule_group[]``,
+    ``file[]``, ``exclude_alerts`` filters as Prometheus has them."""
+    params = await form_params(request)
+    manager = runtime_of(request).rules
+    if manager is None:
+        return success({"groups": []})
+    kind = first(params, "type")
+    if kind not in (None, "", "alert", "record"):
+        raise invalid_param("type", f'not supported value "{kind}"')
+    exclude = (first(params, "exclude_alerts") or "false").lower() == "true"
+    data = manager.rules_api(
+        kind or None,
+        params.get("rule_name[]", []),
+        params.get("rule_group[]", []),
+        params.get("file[]", []),
+        exclude,
+    )
+    return success(data)
+
+
+@router.get("/alerts")
+async def alerts(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Every pending and firing alert of the alerting rules."""
+    manager = runtime_of(request).rules
+    return success(manager.alerts_api() if manager is not None else {"alerts": []})

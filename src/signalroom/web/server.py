@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import signalroom
 from signalroom.app import Signalroom
 from signalroom.auth import AuthError
-from signalroom.web import logs_api, metrics_ingest, prometheus_api
+from signalroom.web import alertmanager_api, logs_api, metrics_ingest, prometheus_api
 from signalroom.web.deps import Caller, require, runtime_of
 from signalroom.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
@@ -95,6 +95,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     app.include_router(prometheus_api.router)
     app.include_router(metrics_ingest.router)
     app.include_router(logs_api.router)
+    app.include_router(alertmanager_api.router)
     return app
 
 
