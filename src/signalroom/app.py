@@ -35,6 +35,7 @@ from signalroom.config import (
     load_config,
     parse_listen,
 )
+from signalroom.ingest.pushgateway import PushgatewayService
 from signalroom.logs.service import LogService
 from signalroom.model.labels import Labels
 from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
@@ -141,6 +142,7 @@ class Signalroom:
         self.scraper: ScrapeManager | None = None
         self.logs: LogService | None = None
         self.alertmanager: AlertManager | None = None
+        self.pushgateway: PushgatewayService | None = None
         self.rules: RuleManager | None = None
         self._rule_metrics: Collector | None = None
         self._lock = DataDirLock(data_dir)
@@ -165,6 +167,8 @@ class Signalroom:
             )
             await self.scraper.apply_config(self._scrape_configs(self.config))
             await self.scraper.start()
+            self.pushgateway = PushgatewayService(self.state, self.metrics)
+            await self.pushgateway.start()
             self.alertmanager = AlertManager.from_section(
                 self.config.alerting, state=self.state, external_url=self.external_url
             )
@@ -208,6 +212,8 @@ class Signalroom:
         self.ready = False
         if self.scraper is not None:
             await self.scraper.stop()
+        if self.pushgateway is not None:
+            await self.pushgateway.stop()
         if self.rules is not None:
             await self.rules.stop()
         if self._rule_metrics is not None:

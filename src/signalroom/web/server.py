@@ -22,7 +22,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import signalroom
 from signalroom.app import Signalroom
 from signalroom.auth import AuthError
-from signalroom.web import alertmanager_api, logs_api, metrics_ingest, prometheus_api
+from signalroom.web import (
+    alertmanager_api,
+    logs_api,
+    metrics_ingest,
+    metrics_push,
+    prometheus_api,
+)
 from signalroom.web.deps import Caller, require, runtime_of
 from signalroom.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
 
@@ -72,12 +78,12 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
         await runtime.start()
         _record_reload(runtime)
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(runtime)))
         try:
             yield
         finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGHUP)
             await runtime.stop()
 
@@ -94,6 +100,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     _add_lifecycle_routes(app)
     app.include_router(prometheus_api.router)
     app.include_router(metrics_ingest.router)
+    app.include_router(metrics_push.router)
     app.include_router(logs_api.router)
     app.include_router(alertmanager_api.router)
     return app
