@@ -51,6 +51,7 @@ from signalroom.scrape.config import (
 )
 from signalroom.scrape.manager import ScrapeManager
 from signalroom.storage.state import StateStore
+from signalroom.traces.service import TraceService
 from signalroom.tsdb import TSDB, MetricMetadata, SampleBatch, TSDBOptions
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class Signalroom:
         self.logs: LogService | None = None
         self.alertmanager: AlertManager | None = None
         self.pushgateway: PushgatewayService | None = None
+        self.traces: TraceService | None = None
         self.rules: RuleManager | None = None
         self._rule_metrics: Collector | None = None
         self._lock = DataDirLock(data_dir)
@@ -193,6 +195,14 @@ class Signalroom:
                     wal_fsync=self.config.storage.wal.fsync,
                 )
                 await self.logs.start()
+            if self.config.traces.enabled:
+                self.traces = TraceService(
+                    self.config.traces,
+                    self.data_dir / "traces",
+                    wal_fsync=self.config.storage.wal.fsync,
+                    metrics=self.metrics,
+                )
+                await self.traces.start()
         except BaseException:
             await self._close_storage()
             self._lock.release()
@@ -225,6 +235,9 @@ class Signalroom:
 
     async def _close_storage(self) -> None:
         """Flush and close every store; each service flushes its buffers as it stops."""
+        if self.traces is not None:
+            await self.traces.stop()
+            self.traces = None
         if self.logs is not None:
             await self.logs.stop()
             self.logs = None
@@ -318,6 +331,8 @@ class Signalroom:
             await self.scraper.apply_config(self._scrape_configs(new))
         if self.logs is not None:
             self.logs.apply_config(new.logs)
+        if self.traces is not None:
+            self.traces.apply_config(new.traces)
         if self.alertmanager is not None:
             await self.alertmanager.apply_config(config_from_section(new.alerting))
         if self.rules is not None:

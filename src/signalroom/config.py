@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from signalroom.logs.config import LogsConfig
+from signalroom.traces.config import TracesConfig
 from signalroom.units import parse_bytes, parse_duration_ms
 
 DEFAULT_LISTEN = "127.0.0.1:8290"
@@ -249,7 +250,7 @@ class Config(ConfigModel):
     rule_files: list[str] = Field(default_factory=list)
     alerting: dict[str, Any] = Field(default_factory=dict)
     logs: LogsConfig = Field(default_factory=LogsConfig)
-    traces: SignalConfig = Field(default_factory=SignalConfig)
+    traces: TracesConfig = Field(default_factory=TracesConfig)
     events: SignalConfig = Field(default_factory=SignalConfig)
     packs: list[str] = Field(default_factory=list)
 

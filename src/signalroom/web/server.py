@@ -28,6 +28,7 @@ from signalroom.web import (
     metrics_ingest,
     metrics_push,
     prometheus_api,
+    traces_api,
 )
 from signalroom.web.deps import Caller, require, runtime_of
 from signalroom.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -103,6 +104,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     app.include_router(metrics_push.router)
     app.include_router(logs_api.router)
     app.include_router(alertmanager_api.router)
+    app.include_router(traces_api.router)
     return app
 
 
