@@ -102,10 +102,16 @@ alerting:
             return bool(result.json()["data"]["result"])
 
         wait_for(recorded)
-        alerts_series = client.get("/api/v1/query", params={"query": 'ALERTS{alertstate="firing"}'})
-        assert (
-            alerts_series.json()["data"]["result"][0]["metric"]["alertname"] == "CheckoutErrorsHigh"
-        )
+
+        def alerts_series() -> list[dict[str, Any]]:
+            query = {"query": 'ALERTS{alertstate="firing"}'}
+            result: list[dict[str, Any]] = client.get("/api/v1/query", params=query).json()["data"][
+                "result"
+            ]
+            return result
+
+        wait_for(alerts_series, timeout=10)
+        assert alerts_series()[0]["metric"]["alertname"] == "CheckoutErrorsHigh"
         metrics = client.get("/metrics").text
         assert "prometheus_rule_group_iterations_total{rule_group=" in metrics
 

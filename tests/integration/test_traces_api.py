@@ -210,6 +210,15 @@ def test_otlp_json_with_hex_ids_and_dependencies(client: TestClient) -> None:
     assert client.post("/loki/api/v1/push", json=log_line).status_code == 204
     logs = client.get(f"/api/sr/traces/{trace_id}/logs").json()["data"]
     assert [row["line"] for row in logs] == [f"listing orders trace_id={trace_id}"]
+    # ... and one carrying it as Loki structured metadata (upper case, as some clients send it)
+    tagged = {"streams": [{"stream": {"service": "orders"},
+                           "values": [[str(start + 1), "order stored", {"trace_id": trace_id.upper()}]]}]}  # fmt: skip  # noqa: E501
+    assert client.post("/loki/api/v1/push", json=tagged).status_code == 204
+    logs = client.get(f"/api/sr/traces/{trace_id}/logs").json()["data"]
+    assert sorted(row["line"] for row in logs) == [
+        f"listing orders trace_id={trace_id}",
+        "order stored",
+    ]
 
 
 def test_zipkin_v2_sample(client: TestClient) -> None:

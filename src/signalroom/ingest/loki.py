@@ -104,6 +104,36 @@ def _metadata_json(pairs: Any, where: str) -> str | None:
     return json.dumps(items, sort_keys=True, separators=(",", ":")) if items else None
 
 
+_TRACE_KEYS = ("trace_id", "traceId", "traceID", "trace.id")
+_SPAN_KEYS = ("span_id", "spanId", "spanID", "span.id")
+
+
+def _batch(
+    streams: list[dict[str, str]],
+    index: Any,
+    stamps: Any,
+    lines: list[str],
+    metadata: list[str | None],
+    any_metadata: bool,
+) -> EntryBatch:
+    """An entry batch; trace and span ids given as structured metadata (how Loki clients
+    attach them) become the entries' ids, so logs link to traces."""
+    if not any_metadata:
+        return EntryBatch(streams, index, stamps, lines)
+    parsed = [json.loads(m) if m else {} for m in metadata]
+    trace_ids = [next((d[k] for k in _TRACE_KEYS if k in d), None) for d in parsed]
+    span_ids = [next((d[k] for k in _SPAN_KEYS if k in d), None) for d in parsed]
+    return EntryBatch(
+        streams,
+        index,
+        stamps,
+        lines,
+        trace_ids=trace_ids if any(trace_ids) else None,
+        span_ids=span_ids if any(span_ids) else None,
+        metadata=metadata,
+    )
+
+
 def decode_push_protobuf(body: bytes) -> EntryBatch:
     """Snappy block-compressed ``logproto.PushRequest`` (what Promtail, Alloy, Fluent Bit's
     Loki output and the Loki Go client send)."""
@@ -146,7 +176,7 @@ def decode_push_protobuf(body: bytes) -> EntryBatch:
                 metadata.append(None)
     stamps = np.asarray(seconds, np.int64) * 1_000_000_000 + np.asarray(nanos, np.int64)
     index = np.repeat(np.arange(len(streams), dtype=np.int64), counts)
-    return EntryBatch(streams, index, stamps, lines, metadata=metadata if any_metadata else None)
+    return _batch(streams, index, stamps, lines, metadata, any_metadata)
 
 
 def decode_push_json(body: bytes) -> EntryBatch:
@@ -220,4 +250,4 @@ def decode_push_json(body: bytes) -> EntryBatch:
                     )
         raise IngestError("invalid timestamp")  # pragma: no cover - caught above
     index = np.repeat(np.arange(len(streams), dtype=np.int64), counts)
-    return EntryBatch(streams, index, stamps, lines, metadata=metadata if any_metadata else None)
+    return _batch(streams, index, stamps, lines, metadata, any_metadata)

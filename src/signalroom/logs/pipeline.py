@@ -295,7 +295,7 @@ def _given_or_extracted(given: list[str | None] | None, lines: pa.Array, pattern
         extracted = pa.nulls(len(lines), pa.string())
     if given is None:
         return extracted
-    return pc.coalesce(pa.array(given, pa.string()), extracted)
+    return pc.coalesce(pc.utf8_lower(pa.array(given, pa.string())), extracted)
 
 
 # --- structured records (JSON API, Elasticsearch documents) --------------------------------

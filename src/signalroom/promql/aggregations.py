@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from signalroom.model.labels import NAME_LABELS, Labels
 from signalroom.promql import ast
@@ -128,6 +129,118 @@ def _valid_label_name(name: str) -> bool:
     return True
 
 
+def group_ids(labels: list[Labels], node: ast.Aggregate) -> tuple[IntArray, list[Labels]]:
+    """Each series' group number (groups numbered in order of first appearance) and labels."""
+    index: dict[object, int] = {}
+    ids = np.empty(len(labels), dtype=np.int64)
+    group_labels: list[Labels] = []
+    names = tuple(node.grouping)
+    for i, lbl in enumerate(labels):
+        # A tuple of values identifies a `by` group as well as the Labels built from it.
+        key: object = (
+            lbl.without(*names, *NAME_LABELS) if node.without else tuple(map(lbl.get, names))
+        )
+        g = index.get(key)
+        if g is None:
+            g = index[key] = len(group_labels)
+            group_labels.append(key if isinstance(key, Labels) else _grouping_labels(lbl, node))
+        ids[i] = g
+    return ids, group_labels
+
+
+_COLUMN_OPS = frozenset({"sum", "avg", "count", "group", "min", "max"})
+# Columns reduced per NumPy pass (bounds the temporaries of range queries).
+_CELLS_PER_PASS = 1 << 20
+_LONG_EPS = float(np.finfo(np.longdouble).eps)
+_MAX_FLOAT = float(np.finfo(np.float64).max)
+# A fast sum is used where it provably agrees with Prometheus's Kahan sum to this (relative).
+_SUM_TOLERANCE = 1e-12
+
+
+def _aggregate_columns(
+    op: str, vec: VectorBlock, ids: IntArray, group_labels: list[Labels]
+) -> VectorBlock:
+    """sum/avg/count/group/min/max for all groups at once (series sorted by group)."""
+    n_steps = vec.steps
+    if not len(vec):
+        return VectorBlock.empty(n_steps)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.nonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))[0]
+    ends = np.append(starts[1:], len(order))
+    groups = sorted_ids[starts]
+    out = np.zeros((len(groups), n_steps))
+    present = np.zeros((len(groups), n_steps), dtype=bool)
+    per_pass = max(1, _CELLS_PER_PASS // len(order))
+    for c0 in range(0, n_steps, per_pass):
+        cols = slice(c0, min(c0 + per_pass, n_steps))
+        values = vec.values[order, cols]
+        mask = vec.mask[order, cols]
+        count = np.add.reduceat(mask.astype(np.int64), starts, axis=0)
+        present[:, cols] = count > 0
+        with np.errstate(all="ignore"):
+            if op == "count":
+                res = count.astype(np.float64)
+            elif op == "group":
+                res = np.ones(count.shape)
+            elif op in ("min", "max"):
+                pick = np.fmax if op == "max" else np.fmin
+                res = pick.reduceat(np.where(mask, values, np.nan), starts, axis=0)
+            else:
+                res = _group_sums(op, values, mask, starts, ends, count)
+        out[:, cols] = res
+    rows = np.nonzero(present.any(axis=1))[0]
+    first_member = order[starts[rows]]
+    return VectorBlock(
+        [group_labels[g] for g in groups[rows].tolist()],
+        np.where(present[rows], out[rows], 0.0),
+        present[rows],
+        vec.drop_name[first_member].astype(bool),
+    )
+
+
+def _group_sums(
+    op: str,
+    values: FloatArray,
+    mask: BoolArray,
+    starts: IntArray,
+    ends: IntArray,
+    count: npt.NDArray[np.int64],
+) -> FloatArray:
+    """Group sums (op "sum") or means (op "avg") of rows sorted by group.
+
+    Prometheus adds with Kahan compensation one series at a time. Here each group is summed
+    in extended precision at once, and the running-error bound n * eps * sum|x| decides per
+    (group, step) whether that provably matches the compensated sum; columns that do not
+    (cancellation, overflow, non-finite values) take Prometheus's sequential path.
+    """
+    x = np.where(mask, values, 0.0)
+    wide = x.astype(np.longdouble)
+    total = np.add.reduceat(wide, starts, axis=0)
+    magnitude = np.add.reduceat(np.abs(wide), starts, axis=0)
+    members = (ends - starts)[:, None]
+    result = total.astype(np.float64)
+    fast = (magnitude <= _MAX_FLOAT) & (
+        members * _LONG_EPS * magnitude <= _SUM_TOLERANCE * np.abs(total)
+    )
+    # Integers whose magnitudes sum below 2**53 add exactly in any order.
+    fraction = np.add.reduceat((x != np.floor(x)).astype(np.int64), starts, axis=0)
+    fast |= (fraction == 0) & (magnitude < 2.0**53)
+    if op == "avg":
+        result = result / np.maximum(count, 1)
+    for g, s in zip(*np.nonzero(~fast & (count > 0)), strict=True):
+        a, b = int(starts[g]), int(ends[g])
+        column = values[a:b, s][mask[a:b, s]]
+        if op == "avg":
+            result[g, s] = _avg_column(column.tolist())
+        else:
+            total_f, comp = 0.0, 0.0
+            for v in column.tolist():
+                total_f, comp = kahan_inc(v, total_f, comp)
+            result[g, s] = total_f + comp
+    return np.asarray(result, dtype=np.float64)
+
+
 def aggregate(ev: Evaluator, node: ast.Aggregate, steps: IntArray) -> VectorBlock:
     op = node.op
     n_steps = len(steps)
@@ -148,14 +261,12 @@ def aggregate(ev: Evaluator, node: ast.Aggregate, steps: IntArray) -> VectorBloc
         param_values = ev.eval_scalar(node.param, steps)
 
     vec = ev.eval_vector(node.expr, steps)
-    group_of: dict[Labels, list[int]] = {}
-    group_labels: list[Labels] = []
-    for i, lbl in enumerate(vec.labels):
-        key = _grouping_labels(lbl, node)
-        if key not in group_of:
-            group_of[key] = []
-            group_labels.append(key)
-        group_of[key].append(i)
+    ids, group_labels = group_ids(vec.labels, node)
+    if op in _COLUMN_OPS:
+        return _aggregate_columns(op, vec, ids, group_labels)
+    group_of: dict[Labels, list[int]] = {key: [] for key in group_labels}
+    for i, g in enumerate(ids.tolist()):
+        group_of[group_labels[g]].append(i)
 
     if op in ("topk", "bottomk", "limitk", "limit_ratio"):
         assert param_values is not None

@@ -8,6 +8,7 @@ the raw samples plus one window (start exclusive, end inclusive) per step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -71,28 +72,146 @@ class VectorBlock:
         )
 
 
+# Windows evaluated per NumPy pass: bounds the (series x steps) temporaries of range functions.
+WINDOW_CHUNK = 1 << 18
+
+
 @dataclass
 class RangeBlock:
-    """A range vector: samples per series and a (start, end] window per step."""
+    """A range vector: every series' samples in flat arrays plus a (start, end] window per step.
+
+    Series i owns ``timestamps[offsets[i]:offsets[i + 1]]`` (sorted) and the same slice of
+    ``values``; keeping all series in one array lets range functions run once for all of them.
+    """
 
     labels: list[Labels]
-    timestamps: list[IntArray]
-    values: list[FloatArray]
+    timestamps: IntArray  # all series' samples, concatenated
+    values: FloatArray
+    offsets: IntArray  # (n + 1,)
     win_start: IntArray  # (S,) exclusive
     win_end: IntArray  # (S,) inclusive
     range_ms: int
     drop_name: BoolArray
     metric_names: list[str] = field(default_factory=list)
+    _bounds: tuple[IntArray, IntArray] | None = field(default=None, repr=False, compare=False)
+
+    @staticmethod
+    def from_series(
+        labels: list[Labels],
+        timestamps: list[IntArray],
+        values: list[FloatArray],
+        win_start: IntArray,
+        win_end: IntArray,
+        range_ms: int,
+        drop_name: BoolArray,
+    ) -> RangeBlock:
+        offsets = np.zeros(len(labels) + 1, dtype=np.int64)
+        np.cumsum([len(t) for t in timestamps], out=offsets[1:])
+        return RangeBlock(
+            labels,
+            _concat(timestamps, np.int64),
+            _concat(values, np.float64),
+            offsets,
+            win_start,
+            win_end,
+            range_ms,
+            drop_name,
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def steps(self) -> int:
+        return len(self.win_end)
+
+    def series(self, i: int) -> tuple[IntArray, FloatArray]:
+        """Series i's timestamps and values (views)."""
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.timestamps[a:b], self.values[a:b]
+
     def bounds(self, i: int) -> tuple[IntArray, IntArray]:
         """Index range [lo, hi) of series i's samples inside each step's window."""
-        ts = self.timestamps[i]
+        ts, _ = self.series(i)
         lo = np.searchsorted(ts, self.win_start, side="right").astype(np.int64)
         hi = np.searchsorted(ts, self.win_end, side="right").astype(np.int64)
         return lo, hi
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """Series ranges [first, last) of about WINDOW_CHUNK windows each."""
+        per = max(1, WINDOW_CHUNK // max(self.steps, 1))
+        n = len(self.labels)
+        return [(a, min(a + per, n)) for a in range(0, n, per)]
+
+    def window_bounds(self, first: int = 0, last: int | None = None) -> tuple[IntArray, IntArray]:
+        """Flat-array indices [lo, hi) of each window, shape (last - first, S)."""
+        last = len(self.labels) if last is None else last
+        whole = first == 0 and last == len(self.labels)
+        if whole and self._bounds is not None:
+            return self._bounds
+        lo, hi = flat_search(
+            self.timestamps, self.offsets[first : last + 1], self.win_start, self.win_end
+        )
+        if whole:
+            self._bounds = (lo, hi)
+        return lo, hi
+
+    def sample_count(self) -> int:
+        """Samples inside all windows (for the query's sample limit)."""
+        total = 0
+        for a, b in self.chunks():
+            lo, hi = self.window_bounds(a, b)
+            total += int((hi - lo).sum())
+        return total
+
+
+def _concat(parts: list[npt.NDArray[Any]], dtype: type) -> npt.NDArray[Any]:
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    return np.concatenate(parts).astype(dtype, copy=False)
+
+
+def flat_search(
+    ts: IntArray, offsets: IntArray, starts: IntArray, ends: IntArray
+) -> tuple[IntArray, IntArray]:
+    """Per series and step, indices of the first sample > start and the first sample > end.
+
+    ``ts[offsets[i]:offsets[i + 1]]`` is series i (sorted). One `searchsorted` over a composite
+    key (series number, time) answers all series x steps at once; huge spans fall back to a
+    loop per series so the key cannot overflow.
+    """
+    n = len(offsets) - 1
+    steps = len(starts)
+    base = int(offsets[0])
+    seg = ts[base : int(offsets[-1])]
+    if n <= 0 or steps == 0:
+        empty = np.zeros((max(n, 0), steps), dtype=np.int64)
+        return empty, empty.copy()
+    if len(seg) == 0:
+        zero = np.full((n, steps), base, dtype=np.int64)
+        return zero, zero.copy()
+    t_min = int(seg.min())
+    t_max = int(seg.max())
+    width = t_max - t_min + 3
+    if width * (n + 1) >= 2**62:
+        lo = np.empty((n, steps), dtype=np.int64)
+        hi = np.empty((n, steps), dtype=np.int64)
+        for i in range(n):
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            lo[i] = a + np.searchsorted(ts[a:b], starts, side="right")
+            hi[i] = a + np.searchsorted(ts[a:b], ends, side="right")
+        return lo, hi
+    # Series i's samples map to keys i*width + 1 .. i*width + width - 2; clipping a bound into
+    # [0, width - 1] keeps it between series i-1's largest key and series i+1's smallest.
+    counts = np.diff(offsets)
+    series_base = np.arange(n, dtype=np.int64) * width
+    keys = np.repeat(series_base, counts) + (seg - (t_min - 1))
+    rows = series_base[:, None]
+    lo_key = rows + np.clip(starts - (t_min - 1), 0, width - 1)[None, :]
+    hi_key = rows + np.clip(ends - (t_min - 1), 0, width - 1)[None, :]
+    lo = np.searchsorted(keys, lo_key, side="right") + base
+    hi = np.searchsorted(keys, hi_key, side="right") + base
+    return lo.astype(np.int64, copy=False), hi.astype(np.int64, copy=False)
 
 
 Value = ScalarBlock | StringValue | VectorBlock | RangeBlock

@@ -7,6 +7,7 @@ queries cost about as much as instant queries per series, with NumPy doing the p
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -21,8 +22,9 @@ from signalroom.promql.blocks import (
     StringValue,
     Value,
     VectorBlock,
+    flat_search,
 )
-from signalroom.promql.storage import Querier, stale_mask
+from signalroom.promql.storage import Querier, SeriesData, stale_mask
 from signalroom.promql.value import (
     BadDataError,
     ExecutionError,
@@ -167,21 +169,34 @@ def _vector_block_to_matrix(block: VectorBlock, steps: IntArray) -> Matrix:
             raise ExecutionError(DUPLICATE_LABELSET)
         seen.add(lbl)
         series.append(Series(lbl, steps[m], block.values[i][m]))
-    series.sort(key=lambda s: s.labels)
+    series.sort(key=lambda s: s.labels.items())
     return Matrix(series)
 
 
 def _range_block_to_matrix(block: RangeBlock) -> Matrix:
     series: list[Series] = []
+    lo, hi = block.window_bounds()
     for i, lbl in enumerate(block.labels):
-        lo, hi = block.bounds(i)
-        a, b = int(lo[0]), int(hi[0])
+        a, b = int(lo[i, 0]), int(hi[i, 0])
         if b <= a:
             continue
         final = lbl.without_name() if block.drop_name[i] else lbl
-        series.append(Series(final, block.timestamps[i][a:b], block.values[i][a:b]))
-    series.sort(key=lambda s: s.labels)
+        series.append(Series(final, block.timestamps[a:b], block.values[a:b]))
+    series.sort(key=lambda s: s.labels.items())
     return Matrix(series)
+
+
+def _flatten(found: Iterable[SeriesData]) -> tuple[list[Labels], IntArray, FloatArray, IntArray]:
+    """Selected series in label order, as flat timestamp/value arrays plus offsets."""
+    # `items()` tuples order exactly as Prometheus's labels.Compare, without Python __lt__.
+    ordered = sorted((s for s in found if len(s.timestamps)), key=lambda s: s.labels.items())
+    offsets = np.zeros(len(ordered) + 1, dtype=np.int64)
+    if not ordered:
+        return [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), offsets
+    np.cumsum([len(s.timestamps) for s in ordered], out=offsets[1:])
+    ts = np.concatenate([s.timestamps for s in ordered]).astype(np.int64, copy=False)
+    vals = np.concatenate([s.values for s in ordered]).astype(np.float64, copy=False)
+    return [s.labels for s in ordered], ts, vals, offsets
 
 
 class Evaluator:
@@ -305,66 +320,68 @@ class Evaluator:
             return VectorBlock.empty(0), np.zeros((0, 0))
         lo = int(times.min()) - self.lookback_ms + 1
         hi = int(times.max())
-        found = sorted(self.querier.select(node.matchers, lo, hi), key=lambda s: s.labels)
-        labels: list[Labels] = []
-        values: list[FloatArray] = []
-        masks: list[np.ndarray] = []
-        sample_times: list[FloatArray] = []
-        for series in found:
-            ts = series.timestamps
-            if len(ts) == 0:
-                continue
-            idx = np.searchsorted(ts, times, side="right") - 1
-            valid = idx >= 0
-            idx = np.clip(idx, 0, None)
-            picked_t = ts[idx]
-            picked_v = series.values[idx]
-            valid &= picked_t > times - self.lookback_ms
-            valid &= ~stale_mask(picked_v)
-            if not valid.any():
-                continue
-            labels.append(series.labels)
-            values.append(np.where(valid, picked_v, 0.0))
-            masks.append(valid)
-            sample_times.append(picked_t / 1000.0)
+        labels, ts, vals, offsets = _flatten(self.querier.select(node.matchers, lo, hi))
         if not labels:
             return VectorBlock.empty(n_steps), np.zeros((0, n_steps))
-        mask = np.vstack(masks)
-        self._check_limits(int(mask.sum()))
-        block = VectorBlock(labels, np.vstack(values), mask, np.zeros(len(labels), dtype=bool))
-        return block, np.vstack(sample_times)
+        # The newest sample at or before each step, if inside the lookback window.
+        _, after = flat_search(ts, offsets, times, times)
+        idx = after - 1
+        valid = idx >= offsets[:-1, None]
+        idx = np.clip(idx, 0, None)
+        picked_t = ts[idx]
+        picked_v = vals[idx]
+        valid &= picked_t > times[None, :] - self.lookback_ms
+        valid &= ~stale_mask(picked_v)
+        keep = valid.any(axis=1)
+        if not keep.all():
+            rows = np.nonzero(keep)[0]
+            labels = [labels[i] for i in rows.tolist()]
+            valid, picked_t, picked_v = valid[rows], picked_t[rows], picked_v[rows]
+        if not labels:
+            return VectorBlock.empty(n_steps), np.zeros((0, n_steps))
+        self._check_limits(int(valid.sum()))
+        block = VectorBlock(
+            labels,
+            np.where(valid, picked_v, 0.0),
+            valid,
+            np.zeros(len(labels), dtype=bool),
+        )
+        return block, picked_t / 1000.0
 
     def select_range(self, node: ast.MatrixSelector, steps: IntArray) -> RangeBlock:
         vs = node.selector
         times = self.effective_times(vs.at, vs.offset_ms, steps)
         win_start = times - node.range_ms
         labels: list[Labels] = []
-        ts_list: list[IntArray] = []
-        val_list: list[FloatArray] = []
+        ts = np.zeros(0, dtype=np.int64)
+        vals = np.zeros(0, dtype=np.float64)
+        offsets = np.zeros(1, dtype=np.int64)
         if len(steps):
             found = self.querier.select(vs.matchers, int(win_start.min()) + 1, int(times.max()))
-            for series in sorted(found, key=lambda s: s.labels):
-                keep = ~stale_mask(series.values)
-                ts = series.timestamps[keep]
-                if len(ts) == 0:
-                    continue
-                labels.append(series.labels)
-                ts_list.append(ts)
-                val_list.append(series.values[keep])
+            labels, ts, vals, offsets = _flatten(found)
+            # Range vectors skip stale markers; series left without samples disappear.
+            stale = stale_mask(vals)
+            if stale.any():
+                keep = ~stale
+                kept_before = np.concatenate(([0], np.cumsum(keep)))
+                offsets = kept_before[offsets].astype(np.int64)
+                ts, vals = ts[keep], vals[keep]
+                nonempty = np.diff(offsets) > 0
+                if not nonempty.all():
+                    rows = np.nonzero(nonempty)[0]
+                    labels = [labels[i] for i in rows.tolist()]
+                    offsets = np.concatenate((offsets[rows], offsets[-1:]))
         block = RangeBlock(
             labels,
-            ts_list,
-            val_list,
+            ts,
+            vals,
+            offsets,
             win_start,
             times,
             node.range_ms,
             np.zeros(len(labels), dtype=bool),
         )
-        total = 0
-        for i in range(len(labels)):
-            lo, hi = block.bounds(i)
-            total += int((hi - lo).sum())
-        self._check_limits(total)
+        self._check_limits(block.sample_count())
         return block
 
     def eval_subquery(self, node: ast.Subquery, steps: IntArray) -> RangeBlock:
@@ -397,7 +414,7 @@ class Evaluator:
                     entry = per_series.setdefault(lbl, ([], [], bool(inner.drop_name[i])))
                     entry[0].append(grid[m])
                     entry[1].append(inner.values[i][m])
-            for lbl in sorted(per_series):
+            for lbl in sorted(per_series, key=Labels.items):
                 t_parts, v_parts, drop = per_series[lbl]
                 ts = np.concatenate(t_parts)
                 vals = np.concatenate(v_parts)
@@ -408,7 +425,7 @@ class Evaluator:
                 ts_list.append(ts)
                 val_list.append(vals)
                 drops.append(drop)
-        return RangeBlock(
+        return RangeBlock.from_series(
             labels,
             ts_list,
             val_list,

@@ -292,15 +292,15 @@ def _absent(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
 def _absent_over_time(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
     rb = _range_arg(ev, node.args[0], steps)
     present = np.zeros(len(steps), dtype=bool)
-    for i in range(len(rb)):
-        lo, hi = rb.bounds(i)
-        present |= hi > lo
+    for first, last in rb.chunks():
+        lo, hi = rb.window_bounds(first, last)
+        present |= (hi > lo).any(axis=0)
     return _single(_absent_labels(node.args[0]), np.ones(len(steps)), ~present)
 
 
 # --- range-vector functions ------------------------------------------------------------------
 
-WindowFn = Callable[[IntArray, FloatArray, IntArray, IntArray, BoolArray], FloatArray]
+WindowFn = Callable[[IntArray, FloatArray, IntArray, IntArray, BoolArray, IntArray], FloatArray]
 
 
 def _over_time(
@@ -310,23 +310,60 @@ def _over_time(
     min_samples: int = 1,
     keep_name: bool = False,
 ) -> VectorBlock:
-    n_steps = len(rb.win_end)
-    builder = VectorBuilder(n_steps)
-    for i, lbl in enumerate(rb.labels):
-        lo, hi = rb.bounds(i)
+    """Apply a window function to every (series, step) window, all series in one pass.
+
+    `fn` sees one chunk of series as flat arrays and every window's [lo, hi) sample range
+    plus its step index; series never mix because windows never cross series boundaries.
+    """
+    n_steps = rb.steps
+    labels: list[Labels] = []
+    values: list[FloatArray] = []
+    masks: list[BoolArray] = []
+    drops: list[BoolArray] = []
+    for first, last in rb.chunks():
+        lo, hi = rb.window_bounds(first, last)
         mask = (hi - lo) >= min_samples
-        if not mask.any():
+        rows = np.nonzero(mask.any(axis=1))[0]
+        if not len(rows):
             continue
-        with np.errstate(all="ignore"):
-            values = fn(rb.timestamps[i], rb.values[i], lo, hi, mask)
-        drop = bool(rb.drop_name[i]) if keep_name else True
-        builder.add(lbl, values, mask, drop)
-    return builder.build()
+        if len(rows) < last - first:
+            lo, hi, mask = lo[rows], hi[rows], mask[rows]
+        # Keep each call's (windows x longest window) grid within the matrix budget, so
+        # window functions can take their one-grid path.
+        longest = int((hi - lo).max()) * n_steps
+        per_call = max(1, _MATRIX_BUDGET // max(longest, 1))
+        for r0 in range(0, len(rows), per_call):
+            part = slice(r0, r0 + per_call)
+            p_lo, p_hi, p_mask = lo[part], hi[part], mask[part]
+            a, b = int(p_lo.min()), int(p_hi.max())
+            step = np.broadcast_to(np.arange(n_steps, dtype=np.int64), p_lo.shape).ravel()
+            with np.errstate(all="ignore"):
+                out = fn(
+                    rb.timestamps[a:b],
+                    rb.values[a:b],
+                    (p_lo - a).ravel(),
+                    (p_hi - a).ravel(),
+                    p_mask.ravel(),
+                    step,
+                )
+            out = np.asarray(out, dtype=np.float64).reshape(p_lo.shape)
+            values.append(np.where(p_mask, out, 0.0))
+            masks.append(p_mask)
+        labels.extend(rb.labels[first + r] for r in rows.tolist())
+        drops.append(rb.drop_name[first + rows] if keep_name else np.ones(len(rows), dtype=bool))
+    if not labels:
+        return VectorBlock.empty(n_steps)
+    return VectorBlock(labels, np.vstack(values), np.vstack(masks), np.concatenate(drops))
 
 
 def _per_window(func: Callable[[IntArray, FloatArray], float]) -> WindowFn:
     def fn(
-        ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+        ts: IntArray,
+        vals: FloatArray,
+        lo: IntArray,
+        hi: IntArray,
+        mask: BoolArray,
+        step: IntArray,
     ) -> FloatArray:
         out = np.full(len(lo), np.nan)
         for s in np.nonzero(mask)[0]:
@@ -411,7 +448,12 @@ def _kahan_windows(
 
 
 def _sum_window(
-    ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+    ts: IntArray,
+    vals: FloatArray,
+    lo: IntArray,
+    hi: IntArray,
+    mask: BoolArray,
+    step: IntArray,
 ) -> FloatArray:
     if _exact_cumsum_ok(vals):
         c = _cumulative(vals)
@@ -423,11 +465,16 @@ def _sum_window(
             return np.asarray(np.where(valid, vals[idx], 0.0).sum(axis=1), dtype=np.float64)
         total, comp = _kahan_windows(vals, lo, hi, mask)
         return np.asarray(np.where(np.isinf(total), total, total + comp), dtype=np.float64)
-    return _per_window(lambda t, v: _kahan_sum(v))(ts, vals, lo, hi, mask)
+    return _per_window(lambda t, v: _kahan_sum(v))(ts, vals, lo, hi, mask, step)
 
 
 def _avg_window(
-    ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+    ts: IntArray,
+    vals: FloatArray,
+    lo: IntArray,
+    hi: IntArray,
+    mask: BoolArray,
+    step: IntArray,
 ) -> FloatArray:
     n = np.maximum(hi - lo, 1)
     if _exact_cumsum_ok(vals):
@@ -447,12 +494,17 @@ def _avg_window(
         for s in np.nonzero(redo)[0]:
             out[s] = _avg_column(vals[int(lo[s]) : int(hi[s])].tolist())
         return np.asarray(out, dtype=np.float64)
-    return _per_window(lambda t, v: _avg_column(v.tolist()))(ts, vals, lo, hi, mask)
+    return _per_window(lambda t, v: _avg_column(v.tolist()))(ts, vals, lo, hi, mask, step)
 
 
 def _extreme_window(pick: Callable[[FloatArray, FloatArray], FloatArray]) -> WindowFn:
     def fn(
-        ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+        ts: IntArray,
+        vals: FloatArray,
+        lo: IntArray,
+        hi: IntArray,
+        mask: BoolArray,
+        step: IntArray,
     ) -> FloatArray:
         grid = _window_matrix(vals, lo, hi, mask)
         if grid is not None:
@@ -468,10 +520,15 @@ def _extreme_window(pick: Callable[[FloatArray, FloatArray], FloatArray]) -> Win
 
 
 def _stdvar_window(
-    ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+    ts: IntArray,
+    vals: FloatArray,
+    lo: IntArray,
+    hi: IntArray,
+    mask: BoolArray,
+    step: IntArray,
 ) -> FloatArray:
     if not _use_columns(mask):
-        return _per_window(_stdvar_value)(ts, vals, lo, hi, mask)
+        return _per_window(_stdvar_value)(ts, vals, lo, hi, mask, step)
     grid = _window_matrix(vals, lo, hi, mask)
     if grid is not None:
         idx, valid = grid
@@ -494,25 +551,45 @@ def _stdvar_window(
 
 
 def _stddev_window(
-    ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+    ts: IntArray,
+    vals: FloatArray,
+    lo: IntArray,
+    hi: IntArray,
+    mask: BoolArray,
+    step: IntArray,
 ) -> FloatArray:
-    return np.asarray(np.sqrt(_stdvar_window(ts, vals, lo, hi, mask)), dtype=np.float64)
+    return np.asarray(np.sqrt(_stdvar_window(ts, vals, lo, hi, mask, step)), dtype=np.float64)
 
 
 def _count_window(
-    ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+    ts: IntArray,
+    vals: FloatArray,
+    lo: IntArray,
+    hi: IntArray,
+    mask: BoolArray,
+    step: IntArray,
 ) -> FloatArray:
     return (hi - lo).astype(np.float64)
 
 
 def _last_window(
-    ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+    ts: IntArray,
+    vals: FloatArray,
+    lo: IntArray,
+    hi: IntArray,
+    mask: BoolArray,
+    step: IntArray,
 ) -> FloatArray:
     return vals[np.clip(hi - 1, 0, None)]
 
 
 def _first_window(
-    ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+    ts: IntArray,
+    vals: FloatArray,
+    lo: IntArray,
+    hi: IntArray,
+    mask: BoolArray,
+    step: IntArray,
 ) -> FloatArray:
     return vals[np.clip(lo, 0, len(vals) - 1)]
 
@@ -564,7 +641,7 @@ _OVER_TIME: dict[str, tuple[WindowFn, bool]] = {
     "stdvar_over_time": (_stdvar_window, False),
     "stddev_over_time": (_stddev_window, False),
     "mad_over_time": (_per_window(_mad_value), False),
-    "present_over_time": (lambda ts, vals, lo, hi, mask: np.ones(len(lo)), False),
+    "present_over_time": (lambda ts, vals, lo, hi, mask, step: np.ones(len(lo)), False),
     "ts_of_last_over_time": (_per_window(_ts_of("last")), False),
     "ts_of_first_over_time": (_per_window(_ts_of("first")), False),
     "ts_of_max_over_time": (_per_window(_ts_of("max")), False),
@@ -595,11 +672,16 @@ def _quantile_over_time(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value
             ev.warn(f"quantile value should be between 0 and 1, got {format_go_g(q)}")
 
     def fn(
-        ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+        ts: IntArray,
+        vals: FloatArray,
+        lo: IntArray,
+        hi: IntArray,
+        mask: BoolArray,
+        step: IntArray,
     ) -> FloatArray:
         out = np.full(len(lo), np.nan)
         for s in np.nonzero(mask)[0]:
-            out[s] = quantile(float(qs[s]), vals[int(lo[s]) : int(hi[s])].tolist())
+            out[s] = quantile(float(qs[step[s]]), vals[int(lo[s]) : int(hi[s])].tolist())
         return out
 
     return _over_time(ev, rb, fn)
@@ -610,7 +692,12 @@ def _changes(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
     rb = _range_arg(ev, node.args[0], steps)
 
     def fn(
-        ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+        ts: IntArray,
+        vals: FloatArray,
+        lo: IntArray,
+        hi: IntArray,
+        mask: BoolArray,
+        step: IntArray,
     ) -> FloatArray:
         prev, cur = vals[:-1], vals[1:]
         changed = ~((cur == prev) | (np.isnan(cur) & np.isnan(prev)))
@@ -626,7 +713,12 @@ def _resets(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
     rb = _range_arg(ev, node.args[0], steps)
 
     def fn(
-        ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+        ts: IntArray,
+        vals: FloatArray,
+        lo: IntArray,
+        hi: IntArray,
+        mask: BoolArray,
+        step: IntArray,
     ) -> FloatArray:
         drops = vals[1:] < vals[:-1]
         c = np.concatenate(([0], np.cumsum(drops)))
@@ -634,6 +726,26 @@ def _resets(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
         return (c[last] - c[np.clip(lo, 0, len(c) - 1)]).astype(np.float64)
 
     return _over_time(ev, rb, fn)
+
+
+def _reset_corrections(
+    corr: FloatArray, first_i: IntArray, last_i: IntArray, mask: BoolArray
+) -> FloatArray:
+    """Kahan sum of `corr[first:last]` per window (the values before each counter reset)."""
+    if _exact_cumsum_ok(corr):
+        c = _cumulative(corr)
+        return np.asarray(c[last_i] - c[first_i], dtype=np.float64)
+    # Resets are rare: a window with none adds 0 and one with a single reset adds its value
+    # exactly; only windows with several resets need the compensated loop.
+    where = np.nonzero(corr)[0]
+    k = np.searchsorted(where, first_i, side="left")
+    count = np.searchsorted(where, last_i, side="left") - k
+    extra = np.zeros(len(first_i))
+    one = mask & (count == 1)
+    extra[one] = corr[where[k[one]]]
+    for s in np.nonzero(mask & (count > 1))[0]:
+        extra[s] = _kahan_sum(corr[int(first_i[s]) : int(last_i[s])])
+    return extra
 
 
 def _extrapolated(is_counter: bool, is_rate: bool) -> Handler:
@@ -644,7 +756,12 @@ def _extrapolated(is_counter: bool, is_rate: bool) -> Handler:
         end = rb.win_end
 
         def fn(
-            ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+            ts: IntArray,
+            vals: FloatArray,
+            lo: IntArray,
+            hi: IntArray,
+            mask: BoolArray,
+            step: IntArray,
         ) -> FloatArray:
             last_i = np.clip(hi - 1, 0, len(vals) - 1)
             first_i = np.clip(lo, 0, len(vals) - 1)
@@ -652,18 +769,11 @@ def _extrapolated(is_counter: bool, is_rate: bool) -> Handler:
             result = last_v - first_v
             if is_counter:
                 corr = np.where(vals[1:] < vals[:-1], vals[:-1], 0.0)
-                if _exact_cumsum_ok(corr):
-                    c = _cumulative(corr)
-                    result = result + (c[last_i] - c[first_i])
-                else:
-                    extra = np.zeros(len(lo))
-                    for s in np.nonzero(mask)[0]:
-                        extra[s] = _kahan_sum(corr[int(first_i[s]) : int(last_i[s])])
-                    result = result + extra
+                result = result + _reset_corrections(corr, first_i, last_i, mask)
             first_t = ts[first_i].astype(np.float64)
             last_t = ts[last_i].astype(np.float64)
-            dur_start = (first_t - start) / 1000.0
-            dur_end = (end - last_t) / 1000.0
+            dur_start = (first_t - start[step]) / 1000.0
+            dur_end = (end[step] - last_t) / 1000.0
             sampled = (last_t - first_t) / 1000.0
             avg = sampled / np.maximum(hi - lo - 1, 1)
             threshold = avg * 1.1
@@ -681,8 +791,7 @@ def _extrapolated(is_counter: bool, is_rate: bool) -> Handler:
 
         out = _over_time(ev, rb, fn, min_samples=2)
         if node.name in ("rate", "increase"):
-            for lbl in out.labels:
-                name = lbl.name
+            for name in dict.fromkeys(lbl.name for lbl in out.labels):
                 if name and not name.endswith(("_total", "_sum", "_count", "_bucket")):
                     ev.info(
                         "metric might not be a counter, name does not end in "
@@ -703,7 +812,12 @@ def _instant_delta(is_rate: bool) -> Handler:
         rb = _range_arg(ev, node.args[0], steps)
 
         def fn(
-            ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+            ts: IntArray,
+            vals: FloatArray,
+            lo: IntArray,
+            hi: IntArray,
+            mask: BoolArray,
+            step: IntArray,
         ) -> FloatArray:
             last_i = np.clip(hi - 1, 0, len(vals) - 1)
             prev_i = np.clip(hi - 2, 0, len(vals) - 1)
@@ -821,7 +935,12 @@ def _deriv(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
     rb = _range_arg(ev, node.args[0], steps)
 
     def fn(
-        ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+        ts: IntArray,
+        vals: FloatArray,
+        lo: IntArray,
+        hi: IntArray,
+        mask: BoolArray,
+        step: IntArray,
     ) -> FloatArray:
         return _regression_windows(ts, vals, lo, hi, mask, None)[0]
 
@@ -834,10 +953,15 @@ def _predict_linear(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
     duration = _scalar_arg(ev, node.args[1], steps)
 
     def fn(
-        ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+        ts: IntArray,
+        vals: FloatArray,
+        lo: IntArray,
+        hi: IntArray,
+        mask: BoolArray,
+        step: IntArray,
     ) -> FloatArray:
-        slope, intercept = _regression_windows(ts, vals, lo, hi, mask, steps)
-        return np.asarray(slope * duration + intercept, dtype=np.float64)
+        slope, intercept = _regression_windows(ts, vals, lo, hi, mask, steps[step])
+        return np.asarray(slope * duration[step] + intercept, dtype=np.float64)
 
     return _over_time(ev, rb, fn, min_samples=2)
 
@@ -849,11 +973,16 @@ def _double_exponential_smoothing(ev: Evaluator, node: ast.Call, steps: IntArray
     tfs = _scalar_arg(ev, node.args[2], steps)
 
     def fn(
-        ts: IntArray, vals: FloatArray, lo: IntArray, hi: IntArray, mask: BoolArray
+        ts: IntArray,
+        vals: FloatArray,
+        lo: IntArray,
+        hi: IntArray,
+        mask: BoolArray,
+        step: IntArray,
     ) -> FloatArray:
         out = np.full(len(lo), np.nan)
         for s in np.nonzero(mask)[0]:
-            sf, tf = float(sfs[s]), float(tfs[s])
+            sf, tf = float(sfs[step[s]]), float(tfs[step[s]])
             if not 0 < sf < 1:
                 raise ExecutionError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:f}")
             if not 0 < tf < 1:

@@ -166,35 +166,45 @@ class MemoryStorage:
             self._frozen[labels] = cached
         return cached
 
-    def _candidates(self, matchers: Sequence[Matcher]) -> Iterable[Labels]:
-        # Intersect postings of matchers that cannot match the empty value.
-        result: set[Labels] | None = None
+    def _candidates(self, matchers: Sequence[Matcher]) -> tuple[Iterable[Labels], list[Matcher]]:
+        """Series the postings allow, plus the matchers still to check on each of them."""
+        # Matchers that cannot match the empty value select through the postings (and hold
+        # for every series found there); the others are checked per series.
+        postings: list[set[Labels]] = []
+        rest: list[Matcher] = []
         for m in matchers:
             if m.matches_empty():
+                rest.append(m)
                 continue
             values = self._postings.get(m.name, {})
             if m.type is MatchType.EQUAL:
-                found = set(values.get(m.value, set()))
+                found = values.get(m.value, set())
             else:
                 found = set()
                 for val, members in values.items():
                     if m.matches(val):
                         found |= members
-            result = found if result is None else result & found
-            if not result:
-                return ()
-        return self._series.keys() if result is None else result
+            if not found:
+                return (), rest
+            postings.append(found)
+        if not postings:
+            return self._series.keys(), rest
+        postings.sort(key=len)
+        return postings[0].intersection(*postings[1:]), rest
 
     def select(
         self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
     ) -> Iterable[SeriesData]:
         out: list[SeriesData] = []
-        for labels in self._candidates(matchers):
-            if not all(m.matches(labels.get(m.name)) for m in matchers):
+        candidates, rest = self._candidates(matchers)
+        for labels in candidates:
+            if rest and not all(m.matches(labels.get(m.name)) for m in rest):
                 continue
             ts, vals = self._arrays(labels)
-            lo = int(np.searchsorted(ts, start_ms, "left"))
-            hi = int(np.searchsorted(ts, end_ms, "right"))
+            if not len(ts):
+                continue
+            lo = 0 if start_ms <= ts[0] else int(ts.searchsorted(start_ms, "left"))
+            hi = len(ts) if end_ms >= ts[-1] else int(ts.searchsorted(end_ms, "right"))
             if hi <= lo:
                 continue
             out.append(SeriesData(labels, ts[lo:hi], vals[lo:hi]))
