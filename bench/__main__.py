@@ -1,6 +1,7 @@
 """Run every benchmark (``make bench``) or the ones named: ``python -m bench wal segments``.
 
-Arguments that are not benchmark names (``--full``) go to each benchmark run."""
+Names come first; everything from the first option on (``--series 1000000``) goes to each
+benchmark run."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 def main(argv: list[str]) -> int:
     scripts = sorted(BENCH_DIR.glob("bench_*.py"))
     available = {s.stem.removeprefix("bench_") for s in scripts}
-    names = [a for a in argv if a in available]
-    passed = [a for a in argv if a not in available]
-    unknown = [a for a in passed if not a.startswith("-")]
+    first_option = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, passed = argv[:first_option], argv[first_option:]
+    unknown = [a for a in names if a not in available]
     if unknown:
         print(f"unknown benchmarks {unknown}; available: {', '.join(sorted(available))}")
         return 2
