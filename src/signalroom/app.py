@@ -8,6 +8,7 @@ and of the HTTP layer; the web package reaches them through the ``Signalroom`` o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import glob
 import logging
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from signalroom.alerting.alerts import postable_alert
 from signalroom.alerting.config import AlertmanagerConfig
-from signalroom.alerting.manager import AlertManager, config_from_section
+from signalroom.alerting.manager import EXTENSION_KEYS, AlertManager, config_from_section
 from signalroom.auth import Authenticator, Principal, hash_token, new_token
 from signalroom.config import (
     Config,
@@ -42,6 +43,12 @@ from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
 from signalroom.promql.engine import Engine
 from signalroom.promql.storage import Querier
 from signalroom.rules.manager import RuleManager
+from signalroom.rules.notifier import Notifier, build_alert_notifier
+from signalroom.rules.notifier_config import (
+    parse_delivery_config,
+    validate_delivery_section,
+    without_delivery_keys,
+)
 from signalroom.rules.rulefmt import RuleFileError, parse_file
 from signalroom.scrape.appender import MetricMetadata as ScrapedMetadata
 from signalroom.scrape.config import (
@@ -146,7 +153,8 @@ class Signalroom:
         self.pushgateway: PushgatewayService | None = None
         self.traces: TraceService | None = None
         self.rules: RuleManager | None = None
-        self._rule_metrics: Collector | None = None
+        self.notifier: Notifier | None = None
+        self._collectors: list[Collector] = []  # registered while running, with Prometheus' names
         self._lock = DataDirLock(data_dir)
         self._reload_lock = asyncio.Lock()
 
@@ -172,22 +180,33 @@ class Signalroom:
             self.pushgateway = PushgatewayService(self.state, self.metrics)
             await self.pushgateway.start()
             self.alertmanager = AlertManager.from_section(
-                self.config.alerting, state=self.state, external_url=self.external_url
+                without_delivery_keys(self.config.alerting),
+                state=self.state,
+                external_url=self.external_url,
             )
             await self.alertmanager.start()
+            fanout, self.notifier = build_alert_notifier(
+                self.config.alerting,
+                local=AlertManagerNotifier(self.alertmanager, asyncio.get_running_loop()),
+                external_labels=self.config.global_.external_labels,
+                base_dir=self._config_dir(),
+            )
+            await self.notifier.start()
+            self._collectors.append(self.notifier.collector())
             self.rules = RuleManager(
                 self.query_engine,
                 self._rule_querier,
                 TSDBRuleAppender(self.metrics),
-                AlertManagerNotifier(self.alertmanager, asyncio.get_running_loop()),
+                fanout,
                 external_labels=self.config.global_.external_labels,
                 external_url=self.external_url,
                 default_interval_ms=self.config.global_.evaluation_interval,
             )
             await asyncio.to_thread(self.rules.update, self._rule_paths(self.config))
             await self.rules.start()
-            self._rule_metrics = self.rules.collector()
-            REGISTRY.register(self._rule_metrics)
+            self._collectors.append(self.rules.collector())
+            for collector in self._collectors:
+                REGISTRY.register(collector)
             if self.config.logs.enabled:
                 self.logs = LogService(
                     self.config.logs,
@@ -226,9 +245,12 @@ class Signalroom:
             await self.pushgateway.stop()
         if self.rules is not None:
             await self.rules.stop()
-        if self._rule_metrics is not None:
-            REGISTRY.unregister(self._rule_metrics)
-            self._rule_metrics = None
+        if self.notifier is not None:
+            await self.notifier.stop(timeout_s=10)
+        for collector in self._collectors:
+            with contextlib.suppress(KeyError):
+                REGISTRY.unregister(collector)
+        self._collectors.clear()
         await self._close_storage()
         self._lock.release()
         log.info("signalroom stopped")
@@ -334,7 +356,14 @@ class Signalroom:
         if self.traces is not None:
             self.traces.apply_config(new.traces)
         if self.alertmanager is not None:
-            await self.alertmanager.apply_config(config_from_section(new.alerting))
+            await self.alertmanager.apply_config(
+                config_from_section(without_delivery_keys(new.alerting))
+            )
+        if self.notifier is not None:
+            await self.notifier.apply_config(
+                parse_delivery_config(new.alerting, base_dir=self._config_dir()),
+                new.global_.external_labels,
+            )
         if self.rules is not None:
             self.rules.external_labels = dict(new.global_.external_labels)
             self.rules.default_interval_ms = new.global_.evaluation_interval
@@ -408,17 +437,25 @@ def _validate_scrape(raw: Any, config: Config, base_dir: Path) -> list[SectionPr
 
 
 def _validate_alerting(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
+    """The alert manager's configuration, plus prometheus.yml's delivery keys
+    (``alertmanagers``, ``alert_relabel_configs``) and signalroom's extensions."""
     if not raw:
         return []
+    problems: list[SectionProblem] = list(validate_delivery_section(raw, config, base_dir))
+    own = (
+        {k: v for k, v in raw.items() if k not in EXTENSION_KEYS} if isinstance(raw, dict) else raw
+    )
+    if not own:  # only delivery or extension keys: the built-in default alert manager config
+        return problems
     try:
-        AlertmanagerConfig.model_validate(raw)
+        AlertmanagerConfig.model_validate(own)
     except ValidationError as exc:
-        return [
+        return problems + [
             (tuple(p for p in e["loc"] if isinstance(p, int) or "[" not in p),
              e["msg"].removeprefix("Value error, "))
             for e in exc.errors(include_url=False)
         ]  # fmt: skip
-    return []
+    return problems
 
 
 CONFIG_SECTIONS: dict[str, SectionValidator] = {

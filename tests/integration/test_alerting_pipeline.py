@@ -130,3 +130,32 @@ def test_invalid_rule_file_on_reload_keeps_running_rules(tmp_path: Path) -> None
             for r in g["rules"]
         ]
         assert "CheckoutErrorsHigh" in names
+
+
+@pytest.mark.slow
+def test_rule_alerts_reach_an_external_alertmanager(tmp_path: Path) -> None:
+    from tests.integration.test_rules_alertmanager import real_alertmanager
+
+    (tmp_path / "rules.yml").write_text(RULES)
+    with real_alertmanager(tmp_path) as address:
+        config = f"""
+global: {{evaluation_interval: 1s, external_labels: {{cluster: eu1}}}}
+server: {{self_scrape: false}}
+rule_files: [rules.yml]
+alerting:
+  alertmanagers:
+    - static_configs: [{{targets: ['{address}']}}]
+"""
+        with running_server(tmp_path, config):
+
+            def received() -> list[dict[str, Any]]:
+                import httpx
+
+                alerts: list[dict[str, Any]] = httpx.get(f"http://{address}/api/v2/alerts").json()
+                return alerts
+
+            wait_for(received)
+            alert = received()[0]
+            assert alert["labels"]["alertname"] == "CheckoutErrorsHigh"
+            assert alert["labels"]["cluster"] == "eu1"
+            assert alert["generatorURL"].startswith("http://127.0.0.1:")
