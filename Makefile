@@ -8,8 +8,9 @@ STAMP  := $(VENV)/.installed
 # Some machines set this; without cached bytecode every server start re-compiles its imports.
 unexport PYTHONDONTWRITEBYTECODE
 # Debian packages the tests start for real: PostgreSQL (state store), Prometheus and promtool
-# (differential tests of rules and queries), Alertmanager and amtool (alert manager).
-TEST_DEBS := postgresql prometheus prometheus-alertmanager
+# (differential tests of rules and queries), Alertmanager and amtool (alert manager), Chromium
+# (browser tests of the UI, driven by playwright-core from ui/).
+TEST_DEBS := postgresql prometheus prometheus-alertmanager chromium
 
 .PHONY: help install run test lint typecheck pytest bench lock ui clean
 
@@ -36,7 +37,7 @@ ui:
 run: install ui
 	$(BIN)/signalroom serve --config examples/demo.yml --data-dir data --log-format console
 
-test: install
+test: install ui
 	scripts/install-system-deps.sh $(TEST_DEBS)
 	$(MAKE) lint typecheck pytest
 

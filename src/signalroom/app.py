@@ -36,6 +36,7 @@ from signalroom.config import (
     load_config,
     parse_listen,
 )
+from signalroom.events.service import EventService
 from signalroom.ingest.pushgateway import PushgatewayService
 from signalroom.logs.service import LogService
 from signalroom.model.labels import Labels
@@ -152,6 +153,7 @@ class Signalroom:
         self.alertmanager: AlertManager | None = None
         self.pushgateway: PushgatewayService | None = None
         self.traces: TraceService | None = None
+        self.events: EventService | None = None
         self.rules: RuleManager | None = None
         self.notifier: Notifier | None = None
         self._collectors: list[Collector] = []  # registered while running, with Prometheus' names
@@ -222,6 +224,14 @@ class Signalroom:
                     metrics=self.metrics,
                 )
                 await self.traces.start()
+            if self.config.events.enabled:
+                self.events = EventService(
+                    self.config.events,
+                    self.data_dir / "events",
+                    wal_fsync=self.config.storage.wal.fsync,
+                    metrics=self.metrics,
+                )
+                await self.events.start()
         except BaseException:
             await self._close_storage()
             self._lock.release()
@@ -257,6 +267,9 @@ class Signalroom:
 
     async def _close_storage(self) -> None:
         """Flush and close every store; each service flushes its buffers as it stops."""
+        if self.events is not None:
+            await self.events.stop()
+            self.events = None
         if self.traces is not None:
             await self.traces.stop()
             self.traces = None
@@ -355,6 +368,8 @@ class Signalroom:
             self.logs.apply_config(new.logs)
         if self.traces is not None:
             self.traces.apply_config(new.traces)
+        if self.events is not None:
+            self.events.apply_config(new.events)
         if self.alertmanager is not None:
             await self.alertmanager.apply_config(
                 config_from_section(without_delivery_keys(new.alerting))

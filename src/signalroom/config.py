@@ -35,6 +35,7 @@ from pydantic import (
     model_validator,
 )
 
+from signalroom.events.config import EventsConfig
 from signalroom.logs.config import LogsConfig
 from signalroom.traces.config import TracesConfig
 from signalroom.units import parse_bytes, parse_duration_ms
@@ -230,12 +231,6 @@ class LimitsConfig(ConfigModel):
     max_samples_per_request: Count = 5_000_000
 
 
-class SignalConfig(ConfigModel):
-    """Settings of one signal pipeline (logs, traces, events); extended by their packages."""
-
-    enabled: bool = True
-
-
 class Config(ConfigModel):
     """The whole ``signalroom.yml``."""
 
@@ -251,7 +246,7 @@ class Config(ConfigModel):
     alerting: dict[str, Any] = Field(default_factory=dict)
     logs: LogsConfig = Field(default_factory=LogsConfig)
     traces: TracesConfig = Field(default_factory=TracesConfig)
-    events: SignalConfig = Field(default_factory=SignalConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     packs: list[str] = Field(default_factory=list)
 
     def digest(self) -> str:

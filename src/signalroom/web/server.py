@@ -24,11 +24,13 @@ from signalroom.app import Signalroom
 from signalroom.auth import AuthError
 from signalroom.web import (
     alertmanager_api,
+    events_api,
     logs_api,
     metrics_ingest,
     metrics_push,
     prometheus_api,
     traces_api,
+    ui,
 )
 from signalroom.web.deps import Caller, require, runtime_of
 from signalroom.web.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -105,6 +107,8 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     app.include_router(logs_api.router)
     app.include_router(alertmanager_api.router)
     app.include_router(traces_api.router)
+    app.include_router(events_api.router)
+    app.include_router(ui.router)  # last: its page routes must not shadow an API
     return app
 
 

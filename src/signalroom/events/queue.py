@@ -1,0 +1,253 @@
+"""The queue between event capture and the consumer.
+
+:class:`EventQueue` is the interface the service uses; :class:`WALEventQueue` is the embedded
+implementation: every ``put`` is one record in a write-ahead log and returns once durable, the
+consumer ``get``s items and ``ack``s them after their events are stored, and the log is
+checkpointed behind the oldest unacknowledged item. A crash re-delivers what was not acked
+(at-least-once); the consumer's event-id dedupe makes the effect exactly-once.
+
+At scale, Redis Streams (XADD / XREADGROUP / XACK) or Kafka (produce / poll / commit) fit the
+same four calls; nothing outside this module knows the queue is a WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from signalroom.storage.wal import WAL, FsyncPolicy
+
+__all__ = ["EventQueue", "QueueFull", "QueueItem", "WALEventQueue", "decode_item", "encode_item"]
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_depth_events`` events: capture answers 429 until it drains."""
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One captured request's events as the queue holds them (undecoded)."""
+
+    id: int
+    payload: bytes
+    events: int
+    enqueued_at: float  # time.time() when it was put (or replayed)
+
+
+def encode_item(tenant: str, records: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"t": tenant, "r": records}, separators=(",", ":"), default=str).encode()
+
+
+def decode_item(payload: bytes) -> tuple[str, list[dict[str, Any]]]:
+    data = json.loads(payload)
+    return str(data["t"]), list(data["r"])
+
+
+class EventQueue(Protocol):
+    """A durable queue of captured events with acknowledgements."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put(self, tenant: str, records: list[dict[str, Any]]) -> int:
+        """Enqueue durably; return the item id. Raises :class:`QueueFull`."""
+        ...
+
+    async def get(self, *, min_events: int, max_events: int, wait_s: float) -> list[QueueItem]:
+        """Wait until ``min_events`` events are ready or the oldest has waited ``wait_s``;
+        return items holding at most ``max_events`` events (at least one item) or [] when
+        the wait ends with nothing ready."""
+        ...
+
+    async def ack(self, items: Sequence[QueueItem]) -> None:
+        """The items' events are stored: they are never delivered again."""
+        ...
+
+    def nack(self, items: Sequence[QueueItem]) -> None:
+        """Deliver the items again (the consumer could not store them)."""
+        ...
+
+    def pending(self) -> list[QueueItem]:
+        """Items not yet delivered."""
+        ...
+
+    @property
+    def depth_events(self) -> int:
+        """Events enqueued and not yet acknowledged."""
+        ...
+
+    def oldest_age_s(self) -> float:
+        """Seconds the oldest unacknowledged event has waited (consumer lag); 0 if none."""
+        ...
+
+
+class WALEventQueue:
+    """:class:`EventQueue` on a :class:`~signalroom.storage.wal.WAL` in ``directory``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        fsync: FsyncPolicy = "batch",
+        segment_bytes: int = 64 * 2**20,
+        max_depth_events: int = 1_000_000,
+    ) -> None:
+        self._wal = WAL(
+            Path(directory), name="events-queue", fsync=fsync, segment_bytes=segment_bytes
+        )
+        self.max_depth_events = max_depth_events
+        self._ready: collections.deque[QueueItem] = collections.deque()
+        self._ready_events = 0
+        self._unacked: dict[int, QueueItem] = {}  # delivered, not acked
+        self._unacked_events = 0
+        self._acked: set[int] = set()  # acked above the covered LSN
+        self._covered = 0  # every LSN <= this is acked
+        self._pending_events = 0  # put() calls waiting for their WAL write
+        self._wakeup: asyncio.Event | None = None
+        self._checkpoint_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        self._wakeup = asyncio.Event()
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        self._wal.open()
+        self._covered = self._wal.checkpoint_lsn
+        seen: set[int] = set()
+        for lsn, payload in self._wal.replay():
+            events = _count_events(payload)
+            self._ready.append(QueueItem(lsn, payload, events, time.time()))
+            self._ready_events += events
+            seen.add(lsn)
+        # LSNs the WAL lost to repair (torn tail, corruption) can never be acked: skip them.
+        self._acked = {
+            lsn for lsn in range(self._covered + 1, self._wal.last_lsn + 1) if lsn not in seen
+        }
+        self._advance()
+        if self._ready:
+            log.info("events: %d queued events replayed from the WAL", self._ready_events)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        if self._covered > self._wal.checkpoint_lsn:
+            self._wal.checkpoint(self._covered)
+        self._wal.close()
+
+    # ------------------------------------------------------------------ producer
+
+    async def put(self, tenant: str, records: list[dict[str, Any]]) -> int:
+        count = len(records)
+        if self.depth_events + count > self.max_depth_events:
+            raise QueueFull(
+                f"event queue holds {self.depth_events} events (max_depth_events "
+                f"{self.max_depth_events}); retry later"
+            )
+        payload = encode_item(tenant, records)
+        self._pending_events += count
+        try:
+            lsn = await self._wal.append_async([payload])
+        finally:
+            self._pending_events -= count
+        self._ready.append(QueueItem(lsn, payload, count, time.time()))
+        self._ready_events += count
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return lsn
+
+    # ------------------------------------------------------------------ consumer
+
+    async def get(self, *, min_events: int, max_events: int, wait_s: float) -> list[QueueItem]:
+        assert self._wakeup is not None
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self._ready:
+                age = time.time() - self._ready[0].enqueued_at
+                if self._ready_events >= min_events or age >= wait_s:
+                    return self._take(max_events)
+                timeout = min(deadline - time.monotonic(), wait_s - age)
+            else:
+                timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                return self._take(max_events) if self._ready else []
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _take(self, max_events: int) -> list[QueueItem]:
+        taken: list[QueueItem] = []
+        total = 0
+        while self._ready and (not taken or total + self._ready[0].events <= max_events):
+            item = self._ready.popleft()
+            taken.append(item)
+            total += item.events
+            self._unacked[item.id] = item
+        self._ready_events -= total
+        self._unacked_events += total
+        return taken
+
+    async def ack(self, items: Sequence[QueueItem]) -> None:
+        for item in items:
+            if self._unacked.pop(item.id, None) is not None:
+                self._unacked_events -= item.events
+                self._acked.add(item.id)
+        self._advance()
+        if self._covered > self._wal.checkpoint_lsn and not self._checkpoint_lock.locked():
+            async with self._checkpoint_lock:
+                await asyncio.to_thread(self._wal.checkpoint, self._covered)
+
+    def pending(self) -> list[QueueItem]:
+        """Items not yet delivered (after a restart: the re-delivered ones)."""
+        return list(self._ready)
+
+    def nack(self, items: Sequence[QueueItem]) -> None:
+        """Give delivered items back (the consumer failed): they are delivered again first."""
+        for item in reversed(items):
+            if self._unacked.pop(item.id, None) is not None:
+                self._unacked_events -= item.events
+                self._ready.appendleft(item)
+                self._ready_events += item.events
+
+    def _advance(self) -> None:
+        acked, covered = self._acked, self._covered
+        while covered + 1 in acked:
+            covered += 1
+            acked.discard(covered)
+        self._covered = covered
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def depth_events(self) -> int:
+        return self._ready_events + self._unacked_events + self._pending_events
+
+    @property
+    def ready_events(self) -> int:
+        return self._ready_events
+
+    def oldest_age_s(self) -> float:
+        oldest = [item.enqueued_at for item in self._unacked.values()]
+        if self._ready:
+            oldest.append(self._ready[0].enqueued_at)
+        return max(0.0, time.time() - min(oldest)) if oldest else 0.0
+
+
+def _count_events(payload: bytes) -> int:
+    try:
+        return len(decode_item(payload)[1])
+    except (ValueError, KeyError, TypeError):
+        return 1  # the consumer dead-letters it

@@ -1,0 +1,303 @@
+"""Event capture formats: PostHog's ``/capture``, ``/batch``, ``/e``, ``/i/v0/e`` bodies and
+signalroom's own ``/api/sr/events`` (the seed-003 event structure).
+
+Both decode into *capture records*, the plain dicts the event queue carries::
+
+    {"event": name, "id": event id, "ts": epoch ns, "user": distinct id,
+     "session": session id or None, "props": {...}, "v": schema version or None}
+
+A record whose envelope is unusable (no event name, a timestamp that is not a date, ...) keeps
+what could be read plus ``"error"`` (the reason) and ``"raw"`` (the event as sent): it goes to
+the dead-letter queue instead of being dropped.
+
+Clock skew (PostHog's rule): when an event has a ``timestamp`` and the request a ``sent_at``,
+the event happened at ``server_now + (timestamp - sent_at)``; an ``offset`` (ms before
+sending) gives ``server_now - offset``. ``historical_migration`` batches are taken as sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "CaptureBatch",
+    "CaptureError",
+    "decode_capture_body",
+    "parse_posthog",
+    "parse_sr_events",
+    "parse_timestamp_ns",
+]
+
+_MAX_ID = 200
+
+
+class CaptureError(ValueError):
+    """A request that cannot be read at all; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class CaptureBatch:
+    """The events of one capture request and the API key it carried (PostHog's token)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    api_key: str | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for r in self.records if "error" in r)
+
+
+def _inflate(data: bytes, limit: int, kind: str) -> bytes:
+    wbits = 16 + zlib.MAX_WBITS if kind == "gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise CaptureError(f"body is not valid {kind} data: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise CaptureError(f"decompressed body exceeds max_body_bytes ({limit} bytes)", 413)
+    return out
+
+
+def decode_capture_body(
+    body: bytes,
+    *,
+    content_type: str | None = None,
+    content_encoding: str | None = None,
+    compression: str | None = None,
+    max_bytes: int = 20 * 2**20,
+) -> Any:
+    """The JSON value of a capture body, whatever way the client packed it.
+
+    Handles ``Content-Encoding: gzip``/``deflate``, PostHog's ``?compression=gzip-js`` (raw
+    gzip body) and ``base64``, and form posts ``data=<base64 JSON>`` (older posthog-js)."""
+    if len(body) > max_bytes:
+        raise CaptureError(f"body exceeds max_body_bytes ({max_bytes} bytes)", 413)
+    encoding = (content_encoding or "").strip().lower()
+    mode = (compression or "").strip().lower()
+    if encoding in ("gzip", "x-gzip") or mode in ("gzip", "gzip-js") or body[:2] == b"\x1f\x8b":
+        body = _inflate(body, max_bytes, "gzip")
+    elif encoding == "deflate":
+        body = _inflate(body, max_bytes, "deflate")
+    elif encoding not in ("", "identity"):
+        raise CaptureError(f"unsupported Content-Encoding {content_encoding!r}", 415)
+    elif mode == "lz64":
+        raise CaptureError("compression=lz64 is not supported; use gzip-js or base64", 415)
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype == "application/x-www-form-urlencoded" or body[:5] == b"data=":
+        form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        data = (form.get("data") or [""])[0]
+        if not data:
+            raise CaptureError("form body has no 'data' field")
+        body = _b64(data)
+    elif mode == "base64":
+        body = _b64(body.decode("ascii", "replace"))
+    if not body.strip():
+        raise CaptureError("empty body")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CaptureError(f"body is not valid JSON: {exc}") from None
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as exc:
+        raise CaptureError(f"data is not valid base64: {exc}") from None
+
+
+_fromiso = datetime.fromisoformat
+
+
+def parse_timestamp_ns(value: Any) -> int:
+    """Epoch nanoseconds of an ISO-8601 string (no zone: UTC) or a number (epoch seconds
+    below 1e11, else milliseconds). Raises ValueError."""
+    if isinstance(value, str):
+        parsed = _fromiso(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        delta = parsed - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected an ISO-8601 string, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("timestamp is not finite")
+    return int(value * 10**9) if abs(value) < 1e11 else int(value * 10**6)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _record(
+    raw: Any,
+    *,
+    name_key: str,
+    user_keys: tuple[str, ...],
+    id_key: str,
+    now_ns: int,
+    sent_ns: int | None,
+    skew: bool,
+) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        return {
+            "error": f"an event must be a JSON object, got {type(raw).__name__}",
+            "raw": raw,
+            "ts": now_ns,
+        }
+    props = raw.get("properties")
+    if props is None:
+        props = {}
+    name = raw.get(name_key)
+    record: dict[str, Any] = {"event": name if isinstance(name, str) else None, "ts": now_ns}
+    problem: str | None = None
+    if not isinstance(props, dict):
+        problem, props = "properties must be a JSON object", {}
+    user = None
+    for key in user_keys:
+        user = _text(raw.get(key)) if key in raw else _text(props.get(key))
+        if user:
+            break
+    session = _text(raw.get("session_id")) or _text(props.get("$session_id"))
+    event_id = raw.get(id_key)
+    if event_id is None:
+        event_id = str(uuid.uuid4())
+    elif not isinstance(event_id, str) or not 0 < len(event_id) <= _MAX_ID:
+        problem = problem or f"{id_key} must be a string of 1-{_MAX_ID} characters"
+        event_id = str(uuid.uuid4())
+    stamp = raw.get("timestamp")
+    ts = now_ns
+    try:
+        if stamp is not None:
+            ts = parse_timestamp_ns(stamp)
+            if skew and sent_ns is not None:
+                ts = now_ns + (ts - sent_ns)
+        elif skew and isinstance(raw.get("offset"), int | float):
+            ts = now_ns - int(raw["offset"] * 10**6)
+    except (ValueError, OverflowError) as exc:
+        problem = problem or f"timestamp {str(stamp)[:64]!r} is not a date: {exc}"
+    version = props.get("$schema_version", raw.get("schema_version"))
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        problem = problem or "schema_version must be an integer"
+        version = None
+    if not isinstance(name, str) or not name or len(name) > 200:
+        problem = problem or f"{name_key} must be a non-empty string of at most 200 characters"
+    elif not user:
+        problem = problem or "the event names no user (distinct_id / user_id)"
+    record.update(id=event_id, ts=ts, user=user or "", session=session, props=props, v=version)
+    if problem is not None:
+        record["error"] = problem
+        record["raw"] = raw
+    return record
+
+
+def parse_posthog(payload: Any, *, now_ns: int) -> CaptureBatch:
+    """Capture records of a PostHog capture body: one event, ``{"batch": [...]}``, or a list.
+
+    Raises :class:`CaptureError` when the body is not one of those shapes."""
+    batch = CaptureBatch()
+    if isinstance(payload, list):
+        events, envelope = payload, {}
+    elif isinstance(payload, dict):
+        envelope = payload
+        if "batch" in payload:
+            events = payload["batch"]
+            if not isinstance(events, list):
+                raise CaptureError("'batch' must be a list of events")
+        elif "data" in payload and isinstance(payload["data"], list | dict):
+            inner = payload["data"]
+            events = inner if isinstance(inner, list) else [inner]
+        else:
+            events = [payload]
+    else:
+        raise CaptureError("body must be a JSON object or a list of events")
+    key = envelope.get("api_key") or envelope.get("token")
+    sent_ns: int | None = None
+    if envelope.get("sent_at") is not None:
+        try:
+            sent_ns = parse_timestamp_ns(envelope["sent_at"])
+        except (ValueError, OverflowError):
+            raise CaptureError(f"sent_at {str(envelope['sent_at'])[:64]!r} is not a date") from None
+    skew = not envelope.get("historical_migration", False)
+    records = batch.records
+    for raw in events:
+        if key is None and isinstance(raw, dict):
+            props = raw.get("properties")
+            key = raw.get("api_key") or (props.get("token") if isinstance(props, dict) else None)
+        event_sent = sent_ns
+        if event_sent is None and isinstance(raw, dict) and raw.get("sent_at") is not None:
+            try:
+                event_sent = parse_timestamp_ns(raw["sent_at"])
+            except (ValueError, OverflowError):
+                event_sent = None
+        records.append(
+            _record(
+                raw,
+                name_key="event",
+                user_keys=("distinct_id", "$distinct_id"),
+                id_key="uuid",
+                now_ns=now_ns,
+                sent_ns=event_sent,
+                skew=skew,
+            )
+        )
+    batch.api_key = key if isinstance(key, str) else None
+    return batch
+
+
+def parse_sr_events(payload: Any, *, now_ns: int) -> CaptureBatch:
+    """Capture records of an ``/api/sr/events`` body: one event or a list, in the seed-003
+    structure (``event_name``, ``event_id``, ``timestamp``, ``user_id``, ``session_id``,
+    ``properties``), or ``{"events": [...], "sent_at": ...}``."""
+    sent_ns: int | None = None
+    if isinstance(payload, dict) and isinstance(payload.get("events"), list):
+        events = payload["events"]
+        if payload.get("sent_at") is not None:
+            try:
+                sent_ns = parse_timestamp_ns(payload["sent_at"])
+            except (ValueError, OverflowError):
+                raise CaptureError("sent_at is not a date") from None
+    elif isinstance(payload, list):
+        events = payload
+    elif isinstance(payload, dict):
+        events = [payload]
+    else:
+        raise CaptureError("body must be an event object, a list of events or {events: [...]}")
+    batch = CaptureBatch()
+    batch.records = [
+        _record(
+            raw,
+            name_key="event_name",
+            user_keys=("user_id",),
+            id_key="event_id",
+            now_ns=now_ns,
+            sent_ns=sent_ns,
+            skew=True,
+        )
+        for raw in events
+    ]
+    return batch
