@@ -31,8 +31,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib src > /dev/null || true
 	@touch $@
 
+# `npm install` with the committed lock, not `npm ci`: npm 11 leaves other platforms' optional
+# packages (rollup's native builds) out of the lock, which `npm ci` then refuses.
 ui:
-	@if [ -f ui/package.json ]; then cd ui && npm ci --no-audit --no-fund && npm run build; fi
+	cd ui && npm install --no-audit --no-fund && npm run build
 
 run: install ui
 	$(BIN)/signalroom serve --config examples/demo.yml --data-dir data --log-format console

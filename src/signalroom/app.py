@@ -25,7 +25,9 @@ from pydantic import ValidationError
 
 from signalroom.alerting.alerts import postable_alert
 from signalroom.alerting.config import AlertmanagerConfig
+from signalroom.alerting.escalation_config import extension_problems, parse_extensions
 from signalroom.alerting.manager import EXTENSION_KEYS, AlertManager, config_from_section
+from signalroom.alerting.recovery import promql_verifier
 from signalroom.auth import Authenticator, Principal, hash_token, new_token
 from signalroom.config import (
     Config,
@@ -41,6 +43,7 @@ from signalroom.ingest.pushgateway import PushgatewayService
 from signalroom.logs.service import LogService
 from signalroom.model.labels import Labels
 from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
+from signalroom.packs import available_packs, load_pack
 from signalroom.promql.engine import Engine
 from signalroom.promql.storage import Querier
 from signalroom.rules.manager import RuleManager
@@ -185,6 +188,8 @@ class Signalroom:
                 without_delivery_keys(self.config.alerting),
                 state=self.state,
                 external_url=self.external_url,
+                base_dir=self._config_dir(),
+                verify=promql_verifier(self.query_engine, self._recovery_querier),
             )
             await self.alertmanager.start()
             fanout, self.notifier = build_alert_notifier(
@@ -303,12 +308,19 @@ class Signalroom:
         assert self.metrics is not None
         return self.metrics.querier(DEFAULT_TENANT, MIN_TIME_MS, MAX_TIME_MS)
 
+    def _recovery_querier(self, now_ms: int) -> Querier:
+        assert self.metrics is not None
+        return self.metrics.querier(DEFAULT_TENANT, now_ms - 3_600_000, now_ms)
+
     def _rule_paths(self, config: Config) -> list[str]:
-        """``rule_files`` globs, relative to the configuration file, as Prometheus reads them."""
+        """``rule_files`` globs, relative to the configuration file, as Prometheus reads them,
+        then the rule files of every enabled pack."""
         paths: list[str] = []
         for pattern in config.rule_files:
             full = pattern if Path(pattern).is_absolute() else str(self._config_dir() / pattern)
             paths.extend(sorted(glob.glob(full)))
+        for name in config.packs:
+            paths.extend(str(path) for path in load_pack(name).rule_files())
         return paths
 
     def _scrape_configs(self, config: Config) -> list[dict[str, Any]]:
@@ -371,8 +383,14 @@ class Signalroom:
         if self.events is not None:
             self.events.apply_config(new.events)
         if self.alertmanager is not None:
+            alerting = config_from_section(without_delivery_keys(new.alerting))
             await self.alertmanager.apply_config(
-                config_from_section(without_delivery_keys(new.alerting))
+                alerting,
+                parse_extensions(
+                    new.alerting,
+                    [r.name for r in alerting.receivers],
+                    base_dir=self._config_dir(),
+                ),
             )
         if self.notifier is not None:
             await self.notifier.apply_config(
@@ -463,19 +481,30 @@ def _validate_alerting(raw: Any, config: Config, base_dir: Path) -> list[Section
     if not own:  # only delivery or extension keys: the built-in default alert manager config
         return problems
     try:
-        AlertmanagerConfig.model_validate(own)
+        parsed = AlertmanagerConfig.model_validate(own)
     except ValidationError as exc:
         return problems + [
             (tuple(p for p in e["loc"] if isinstance(p, int) or "[" not in p),
              e["msg"].removeprefix("Value error, "))
             for e in exc.errors(include_url=False)
         ]  # fmt: skip
+    problems.extend(extension_problems(raw, [r.name for r in parsed.receivers]))
     return problems
+
+
+def _validate_packs(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
+    available = available_packs()
+    return [
+        ((i,), f"unknown pack {name!r}; available: {', '.join(available)}")
+        for i, name in enumerate(raw if isinstance(raw, list) else [])
+        if name not in available
+    ]
 
 
 CONFIG_SECTIONS: dict[str, SectionValidator] = {
     "scrape_configs": _validate_scrape,
     "alerting": _validate_alerting,
+    "packs": _validate_packs,
 }
 
 

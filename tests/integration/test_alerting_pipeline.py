@@ -159,3 +159,13 @@ alerting:
             assert alert["labels"]["alertname"] == "CheckoutErrorsHigh"
             assert alert["labels"]["cluster"] == "eu1"
             assert alert["generatorURL"].startswith("http://127.0.0.1:")
+
+
+def test_enabled_pack_brings_its_rules(tmp_path: Path) -> None:
+    config = "packs: [freshfoodz]\nserver: {self_scrape: false}\n"
+    with running_server(tmp_path, config) as server, server.client() as client:
+        groups = client.get("/api/v1/rules").json()["data"]["groups"]
+        files = {group["file"] for group in groups}
+        assert any("packs/freshfoodz/rules" in name for name in files)
+        names = {rule["name"] for group in groups for rule in group["rules"]}
+        assert {"SampleSuccessRateLow", "EventCateringSLABreach", "CostPerLeadBudgetExceeded"} <= names

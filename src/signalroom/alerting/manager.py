@@ -37,6 +37,8 @@ from signalroom.alerting.alerts import (
 )
 from signalroom.alerting.config import AlertmanagerConfig, parse_alertmanager_config
 from signalroom.alerting.dispatch import Dispatcher, GroupView
+from signalroom.alerting.escalation import EscalationEngine
+from signalroom.alerting.escalation_config import EscalationExtensions, parse_extensions
 from signalroom.alerting.inhibit import Inhibitor
 from signalroom.alerting.nflog import NotificationLog
 from signalroom.alerting.notify import Integration, build_integrations
@@ -47,7 +49,9 @@ from signalroom.alerting.notify.pipeline import (
     MultiStage,
     build_receiver_stage,
 )
+from signalroom.alerting.recovery import RecoveryRunner, VerifyFunc
 from signalroom.alerting.route import RouteNode, build_routing_tree
+from signalroom.alerting.runbooks import RunbookLibrary, RunbookStage
 from signalroom.alerting.silences import Silences
 from signalroom.storage.state import StateStore
 
@@ -56,7 +60,11 @@ __all__ = ["AlertManager", "AlertStatus", "TenantAlerting", "config_from_section
 log = logging.getLogger("signalroom.alerting")
 
 # Keys of signalroom's ``alerting:`` section that extend Alertmanager's file (later features).
-EXTENSION_KEYS = frozenset({"escalation", "escalation_policies", "schedules", "oncall"})
+EXTENSION_KEYS = frozenset(
+    {"escalation", "escalation_policies", "schedules", "oncall"}
+    # prometheus.yml delivery keys, read by signalroom.rules.notifier_config.
+    | {"alertmanagers", "alert_relabel_configs"}
+)
 
 DEFAULT_SECTION: dict[str, Any] = {
     "route": {"receiver": "null"},
@@ -118,7 +126,11 @@ class AlertManager:
         alert_gc_interval: timedelta = timedelta(minutes=30),
         maintenance_interval: timedelta = timedelta(minutes=15),
         retention: timedelta = timedelta(hours=120),
+        extensions: EscalationExtensions | None = None,
+        verify: VerifyFunc | None = None,
     ) -> None:
+        """``extensions``: escalation, on-call, recovery and runbook settings (the extension
+        keys of the section); ``verify(expr)`` checks recovery conditions (PromQL)."""
         self.config = config
         self.state = state
         self.external_url = external_url.rstrip("/")
@@ -136,11 +148,47 @@ class AlertManager:
         self._running = False
         self._config_lock = asyncio.Lock()
         self._build_integrations()
+        self.extensions = extensions or EscalationExtensions()
+        self.verify = verify
+        self.escalation = EscalationEngine(
+            self.extensions,
+            integrations_of=lambda receiver: self.integrations.get(receiver, []),
+            engine=self.engine,
+            clock=self.clock,
+            muted=self._muted,
+            recovery=self._recovery_runner(),
+            base_url=self.external_url,
+            backoff=backoff,
+            retention=retention,
+        )
+        self.runbooks = RunbookLibrary(self.extensions.escalation.runbooks.dirs)
         register_state_source(self)
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any] | None, **kwargs: Any) -> AlertManager:
-        return cls(config_from_section(section), **kwargs)
+    def from_section(
+        cls, section: Mapping[str, Any] | None, *, base_dir: Any = None, **kwargs: Any
+    ) -> AlertManager:
+        """``base_dir``: where relative runbook directories are (the config file's dir)."""
+        config = config_from_section(section)
+        extensions = parse_extensions(
+            section, [r.name for r in config.receivers], base_dir=base_dir
+        )
+        return cls(config, extensions=extensions, **kwargs)
+
+    def _recovery_runner(self) -> RecoveryRunner | None:
+        settings = self.extensions.escalation.recovery
+        if not settings.rules:
+            return None
+        return RecoveryRunner(settings, self.verify, clock=self.clock)
+
+    def _muted(self, tenant: str, labels: Mapping[str, str], now: datetime) -> bool:
+        t = self._tenants.get(tenant)
+        return t is not None and bool(
+            t.silences.mutes(labels, now) or t.inhibitor.mutes(labels, now)
+        )
+
+    def _runbook_base(self) -> str:
+        return self.extensions.escalation.runbooks.base_url or self.external_url
 
     @property
     def engine(self) -> sa.Engine | None:
@@ -155,12 +203,15 @@ class AlertManager:
     async def start(self) -> None:
         """Load persisted state of every tenant and start dispatching."""
         self._running = True
+        await self.escalation.load()
         for tenant in await asyncio.to_thread(self._persisted_tenants):
             await self._load_tenant(tenant)
+        self.escalation.start()
         self._maintenance = asyncio.create_task(self._maintain(), name="alerting-maintenance")
 
     async def stop(self) -> None:
         self._running = False
+        await self.escalation.stop()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -172,12 +223,20 @@ class AlertManager:
                 t.dispatcher = None
         await self._close_integrations(self.integrations)
 
-    async def apply_config(self, config: AlertmanagerConfig) -> None:
+    async def apply_config(
+        self, config: AlertmanagerConfig, extensions: EscalationExtensions | None = None
+    ) -> None:
         """Switch to a new configuration; alerts, silences and the log are kept, groups are
-        rebuilt (as Alertmanager does on reload)."""
+        rebuilt (as Alertmanager does on reload). ``extensions`` (when given) replace the
+        escalation settings; running escalations keep their state."""
         async with self._config_lock:
             old = self.integrations
             self.config = config
+            if extensions is not None:
+                self.extensions = extensions
+                self.escalation.set_config(extensions)
+                self.escalation.recovery = self._recovery_runner()
+                self.runbooks = RunbookLibrary(extensions.escalation.runbooks.dirs)
             self.route = build_routing_tree(config)
             self._build_integrations()
             for t in self._tenants.values():
@@ -238,6 +297,11 @@ class AlertManager:
                 nflog=t.nflog,
                 intervals=intervals,
                 backoff=self.backoff,
+                extra_stages=[
+                    self.escalation.stage(t.tenant),
+                    RunbookStage(self._runbook_base()),
+                ],
+                observer=self.escalation.observer(t.tenant),
             )
             for name, integrations in self.integrations.items()
         }
@@ -277,6 +341,7 @@ class AlertManager:
                 try:
                     t.silences.gc(now)
                     await asyncio.to_thread(t.nflog.gc, now)
+                    await self.escalation.gc(now)
                     if time.monotonic() - last_alert_gc >= self.alert_gc_interval.total_seconds():
                         async with t.lock:
                             gone = await asyncio.to_thread(t.store.gc, now)

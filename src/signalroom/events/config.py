@@ -112,14 +112,14 @@ DEFAULT_EVENT_METRICS: tuple[dict[str, Any], ...] = (
         "labels": {"event_type": "event_type", "capacity_tier": "capacity_tier"},
     },
     {
-        "name": "lead_reminder_sent_total",
-        "help": "Total lead protection reminders sent",
+        "name": "lead_reminder_sent_events_total",
+        "help": "lead_reminder_sent events (lead_reminder_sent_total is the pack's)",
         "events": ["lead_reminder_sent"],
         "labels": {"lead_status": "lead_status"},
     },
     {
-        "name": "lead_reminder_due_total",
-        "help": "Total lead protection reminders due",
+        "name": "lead_reminder_due_events_total",
+        "help": "lead_reminder_due events (lead_reminder_due_total is the pack's)",
         "events": ["lead_reminder_due"],
         "labels": {"lead_status": "lead_status"},
     },

@@ -90,3 +90,72 @@ alerting_nflog = sa.Table(
     sa.PrimaryKeyConstraint("tenant", "group_key", "receiver"),
 )
 """The notification log: last notification per (group key, receiver/integration/index)."""
+
+# --- escalation, acknowledgement, on-call (migration 0003) ----------------------------------
+
+# BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+alerting_escalations = sa.Table(
+    "alerting_escalations",
+    metadata,
+    sa.Column("tenant", BinaryText, nullable=False),
+    sa.Column("group_key", BinaryText, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("policy", sa.Text, nullable=True),
+    sa.Column("severity", sa.Text, nullable=True),
+    sa.Column("priority", sa.Text, nullable=True),
+    sa.Column("group_labels", JSONDocument, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("loop", sa.Integer, nullable=False),
+    sa.Column("next_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("respond_by", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("overdue", sa.Boolean, nullable=False),
+    sa.Column("acked_by", sa.Text, nullable=True),
+    sa.Column("acked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("comment", sa.Text, nullable=False),
+    sa.Column("resolved_by", sa.Text, nullable=True),
+    sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("fingerprints", JSONDocument, nullable=False),
+    sa.Column("recovery", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "group_key"),
+)
+"""Escalation state of each alert group: policy, level, acknowledgement, resolution."""
+
+alerting_timeline = sa.Table(
+    "alerting_timeline",
+    metadata,
+    sa.Column("id", RowId, nullable=False, autoincrement=True),
+    sa.Column("tenant", BinaryText, nullable=False),
+    sa.Column("group_key", BinaryText, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("level", sa.Integer, nullable=True),
+    sa.Column("target", sa.Text, nullable=True),
+    sa.Column("receiver", sa.Text, nullable=True),
+    sa.Column("integration", sa.Text, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("detail", JSONDocument, nullable=False),
+    sa.PrimaryKeyConstraint("id"),
+    sa.Index(None, "tenant", "group_key", "id"),
+    sa.Index(None, "at"),
+)
+"""What happened to each alert group: notified whom, when, via what, with what outcome."""
+
+oncall_overrides = sa.Table(
+    "oncall_overrides",
+    metadata,
+    sa.Column("tenant", BinaryText, nullable=False),
+    sa.Column("id", BinaryText, nullable=False),
+    sa.Column("schedule", sa.Text, nullable=False),
+    sa.Column("user_name", sa.Text, nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "id"),
+)
+"""On-call overrides made through the API (configured ones live in the config file)."""

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -58,7 +59,14 @@ from signalroom.tsdb.errors import (
 )
 from signalroom.tsdb.head import Head, Samples, concat, select_raw
 from signalroom.tsdb.index import NO_DATA, NO_TIME, SeriesIndex, TenantIndex, validate_pairs
-from signalroom.tsdb.keys import decode_key, encode_key, key_labels, labels_key
+from signalroom.tsdb.keys import (
+    ParsedKeys,
+    decode_key,
+    encode_key,
+    key_labels,
+    labels_key,
+    parse_keys,
+)
 from signalroom.tsdb.options import TSDBOptions
 from signalroom.tsdb.records import (
     MetadataRecord,
@@ -364,7 +372,7 @@ class TSDB:
             keys = [labels_key(labels) for labels in batch.series]
         get = tenant.ids.get
         removals = self.index.removals
-        sids = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=ns)
+        sids = np.fromiter(map(get, keys, repeat(-1, ns)), np.int64, count=ns)
         per_series = np.bincount(batch.series_index, minlength=ns) if ns else np.zeros(0, int)
         new_ids: list[int] = []
         new_keys: list[bytes] = []
@@ -373,17 +381,12 @@ class TSDB:
                 self._cond.wait()
             with self.index.lock:
                 if self.index.removals != removals:  # series were forgotten since the lookup
-                    sids = np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=ns)
-                for i in np.flatnonzero(sids < 0).tolist():
-                    try:
-                        sid, new_key = self._resolve_new(tenant, batch, i, keys[i])
-                    except AppendError as error:
-                        result.add_error(error, int(per_series[i]))
-                        continue
-                    sids[i] = sid
-                    if new_key is not None:
-                        new_ids.append(sid)
-                        new_keys.append(new_key)
+                    sids = np.fromiter(map(get, keys, repeat(-1, ns)), np.int64, count=ns)
+                missing = np.flatnonzero(sids < 0)
+                if len(missing):
+                    self._create_series(
+                        tenant, batch, keys, missing, sids, per_series, result, new_ids, new_keys
+                    )
                 accepted = self._check_samples(batch, sids, result)
             pending.new_series = len(new_ids)
             result.new_series = len(new_ids)
@@ -398,6 +401,155 @@ class TSDB:
             )
             self._inflight += 1
         return pending
+
+    def _create_series(
+        self,
+        tenant: TenantIndex,
+        batch: SampleBatch,
+        keys: list[bytes],
+        missing: I64,
+        sids: I64,
+        per_series: I64,
+        result: AppendResult,
+        new_ids: list[int],
+        new_keys: list[bytes],
+    ) -> None:
+        """Find or create the batch series ``missing`` (not found by their key), filling
+        ``sids``; rejections go into ``result``. Caller holds the index lock.
+
+        Keys that :func:`parse_keys` vouches for are limit-checked and created (or rejected)
+        in bulk, with no per-series Python beyond slicing; the others take
+        :meth:`_resolve_new` one by one (it finds unsorted label sets, explains invalid ones).
+        """
+        o = self.options
+        todo = missing
+        todo_keys = keys if len(missing) == len(keys) else [keys[i] for i in missing.tolist()]
+        weight = np.zeros(len(keys), dtype=np.int64)  # samples per distinct series
+        repeated = len(set(todo_keys)) != len(todo_keys)
+        if repeated:  # a series sent twice in one batch is created once
+            first: dict[bytes, int] = {}
+            for i in missing.tolist():
+                first.setdefault(keys[i], i)
+            todo = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+            owner = np.fromiter(map(first.__getitem__, todo_keys), np.int64, count=len(missing))
+            todo_keys = list(first)
+            np.add.at(weight, owner, per_series[missing])
+        else:
+            weight[todo] = per_series[todo]
+        parsed = parse_keys(
+            todo_keys,
+            max_name_length=o.max_label_name_length,
+            max_value_length=o.max_label_value_length,
+            max_labels=o.max_label_names_per_series,
+        )
+        fast = np.flatnonzero(parsed.ok)
+        if len(fast):
+            created, refused = self._limit_new(tenant, parsed, fast, weight[todo[fast]], result)
+            chosen = fast[created]
+            chosen_keys = [todo_keys[j] for j in chosen.tolist()]
+            ids = self.index.add_parsed(tenant, chosen_keys, parsed, chosen)
+            sids[todo[chosen]] = ids
+            new_ids.extend(ids.tolist())
+            new_keys.extend(chosen_keys)
+        for j in np.flatnonzero(~parsed.ok).tolist():
+            i = int(todo[j])
+            try:
+                sid, new_key = self._resolve_new(tenant, batch, i, keys[i])
+            except AppendError as error:
+                result.add_error(error, int(weight[i]))
+                continue
+            sids[i] = sid
+            if new_key is not None:
+                new_ids.append(sid)
+                new_keys.append(new_key)
+        if repeated:
+            sids[missing] = sids[owner]
+
+    def _limit_new(
+        self,
+        tenant: TenantIndex,
+        parsed: ParsedKeys,
+        fast: I64,
+        weight: I64,
+        result: AppendResult,
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Which of the valid new series ``fast`` the series limits let in (positions into
+        ``fast``, in order), the rest reported per limit and metric in bulk.
+
+        As if checked one by one in batch order: a metric's first series up to its room,
+        then, over all metrics, the first series up to the room left in total and per tenant.
+        """
+        o = self.options
+        count = len(fast)
+        refused_by_metric = np.zeros(count, dtype=np.bool_)
+        metrics, metric_of = parsed.metrics, parsed.metric_of[fast]
+        if o.max_series_per_metric:
+            room_of = np.array(
+                [max(o.max_series_per_metric - tenant.series_of_metric(x), 0) for x in metrics],
+                dtype=np.int64,
+            )
+            order = np.argsort(metric_of, kind="stable")
+            group_starts = np.searchsorted(metric_of[order], np.arange(len(metrics)))
+            rank = np.empty(count, dtype=np.int64)
+            rank[order] = np.arange(count) - group_starts[metric_of[order]]
+            refused_by_metric = rank >= room_of[metric_of]
+        rest = np.flatnonzero(~refused_by_metric)
+        room, limit = len(rest), ""
+        if o.max_series_total:
+            room, limit = o.max_series_total - self.index.num_series, "max_series_total"
+        if o.max_series_per_tenant and o.max_series_per_tenant - tenant.num_series < room:
+            room, limit = o.max_series_per_tenant - tenant.num_series, "max_series_per_tenant"
+        room = max(room, 0)
+        created, over = rest[:room], rest[room:]
+        if len(over) or refused_by_metric.any():
+            if refused_by_metric.any():
+                self._refuse(
+                    "max_series_per_metric", tenant, parsed, fast, np.flatnonzero(refused_by_metric),
+                    metrics, metric_of, weight, result,
+                )  # fmt: skip
+            if len(over):
+                self._refuse(limit, tenant, parsed, fast, over, metrics, metric_of, weight, result)
+        return created, over
+
+    def _refuse(
+        self,
+        limit: str,
+        tenant: TenantIndex,
+        parsed: ParsedKeys,
+        fast: I64,
+        refused: npt.NDArray[np.intp],
+        metrics: list[str],
+        metric_of: I64,
+        weight: I64,
+        result: AppendResult,
+    ) -> None:
+        """One :class:`LimitError` per metric for the new series a series limit refused."""
+        o = self.options
+        groups = metric_of[refused]
+        series_per_metric = np.bincount(groups, minlength=len(metrics))
+        samples_per_metric = np.bincount(groups, weights=weight[refused], minlength=len(metrics))
+        first_of = np.full(len(metrics), -1, dtype=np.int64)
+        first_of[groups[::-1]] = refused[::-1]  # the earliest refused series of each metric
+        for g in np.flatnonzero(series_per_metric).tolist():
+            metric = metrics[g]
+            j = int(fast[first_of[g]])
+            series = _render(decode_key(parsed.key(j)))
+            n = int(series_per_metric[g])
+            what = f"{n} new series of metric {metric!r} not created (first: {series})"
+            if limit == "max_series_total":
+                message = f"series limit max_series_total={o.max_series_total} reached; {what}"
+            elif limit == "max_series_per_tenant":
+                message = (
+                    f"tenant {tenant.name!r} has max_series_per_tenant="
+                    f"{o.max_series_per_tenant} series; {what}"
+                )
+            else:
+                message = (
+                    f"metric {metric!r} has max_series_per_metric={o.max_series_per_metric} "
+                    f"series; {what}"
+                )
+            error = LimitError(limit, message, retryable=True, metric=metric, series=series)
+            result.add_error(error, int(samples_per_metric[g]))
 
     def _resolve_new(
         self, tenant: TenantIndex, batch: SampleBatch, i: int, raw_key: bytes

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from signalroom.model.labels import METRIC_NAME, Labels
 from signalroom.promql.storage import Matcher, MatchType
-from signalroom.tsdb.keys import key_labels
+from signalroom.tsdb.keys import ParsedKeys, group_values, key_labels
 
 __all__ = ["SeriesIndex", "TenantIndex", "validate_pairs"]
 
@@ -173,6 +173,78 @@ class SeriesIndex:
             members.append(sid)
         self.num_series += 1
         return sid
+
+    def add_parsed(
+        self, tenant: TenantIndex, keys: Sequence[bytes], parsed: ParsedKeys, chosen: I64
+    ) -> I64:
+        """Register new series at once: ``keys`` are the keys at ``chosen`` (indices of ok
+        keys of ``parsed``, ascending, none known yet); returns their ids, in that order.
+
+        Ids are handed out in order, so appending them to postings keeps those sorted. The
+        postings are updated per distinct label value, grouped with NumPy, not per label."""
+        count = len(chosen)
+        first = self.next_id
+        ids = np.arange(first, first + count, dtype=np.int64)
+        if not count:
+            return ids
+        if len(keys) != count:
+            raise ValueError("add_parsed needs one key per chosen series")
+        size = first + count
+        self.next_id = size
+        for column, fill in (
+            (self._tenant, -1),
+            (self._first, NO_DATA),
+            (self._last, NO_TIME),
+            (self._last_value, 0.0),
+        ):
+            column.ensure(size, fill)
+        self._tenant.data[first:size] = tenant.number
+        owner = parsed.owner
+        if len(self.keys) < first:
+            self.keys.extend([None] * (first - len(self.keys)))
+        self.keys.extend(keys)
+        tenant.ids.update(zip(keys, range(first, size), strict=True))
+        tenant.all_ids.frombytes(ids.tobytes())
+        # labels of the chosen keys, each with its new id
+        id_of = np.full(len(parsed.ok), -1, dtype=np.int64)
+        id_of[chosen] = ids
+        label_ids = id_of[owner]
+        mine = label_ids >= 0
+        label_ids = label_ids[mine]
+        postings = tenant.postings
+        rows_by_name = np.argsort(parsed.name_of[mine], kind="stable")
+        label_rows = np.flatnonzero(mine)[rows_by_name]
+        cuts = np.searchsorted(parsed.name_of[label_rows], np.arange(len(parsed.names) + 1))
+        label_ids = label_ids[rows_by_name]
+        for j, name in enumerate(parsed.names):
+            if cuts[j] == cuts[j + 1]:
+                continue
+            rows = label_rows[cuts[j] : cuts[j + 1]]
+            sids = label_ids[cuts[j] : cuts[j + 1]]
+            values, value_of = group_values(parsed, rows)
+            members_of = postings.get(name)
+            if members_of is None:
+                members_of = postings[name] = {}
+            if len(values) == len(rows):  # one series per value (an id label, say)
+                get = members_of.get
+                for value, sid in zip(values, sids[np.argsort(value_of)].tolist(), strict=True):
+                    members = get(value)
+                    if members is None:
+                        members_of[value] = array("q", (sid,))
+                    else:
+                        members.append(sid)
+                continue
+            by_value = np.argsort(value_of, kind="stable")
+            bounds = np.searchsorted(value_of[by_value], np.arange(len(values) + 1)).tolist()
+            grouped = sids[by_value]
+            for k, value in enumerate(values):
+                chunk = grouped[bounds[k] : bounds[k + 1]].tobytes()
+                members = members_of.get(value)
+                if members is None:
+                    members = members_of[value] = array("q")
+                members.frombytes(chunk)
+        self.num_series += count
+        return ids
 
     def finish_restore(self) -> None:
         """Sort postings after ids were added out of order (restoring snapshot + WAL)."""

@@ -71,7 +71,7 @@ def encode_samples(
             _tenant_bytes(tenant),
             _HEAD.pack(len(keys), len(timestamps), len(key_blob), len(packed)),
             np.ascontiguousarray(series_ids, dtype="<i8").tobytes(),
-            np.array([len(k) for k in keys], dtype="<u4").tobytes(),
+            np.fromiter(map(len, keys), dtype="<u4", count=len(keys)).tobytes(),
             key_blob,
             packed,
         )

@@ -24,6 +24,7 @@ from signalroom.app import Signalroom
 from signalroom.auth import AuthError
 from signalroom.web import (
     alertmanager_api,
+    escalation_api,
     events_api,
     logs_api,
     metrics_ingest,
@@ -106,6 +107,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     app.include_router(metrics_push.router)
     app.include_router(logs_api.router)
     app.include_router(alertmanager_api.router)
+    app.include_router(escalation_api.router)
     app.include_router(traces_api.router)
     app.include_router(events_api.router)
     app.include_router(ui.router)  # last: its page routes must not shadow an API

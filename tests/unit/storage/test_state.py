@@ -67,7 +67,7 @@ def _table_names(store: StateStore) -> set[str]:
 
 @pytest.mark.unit
 def test_there_is_a_head_revision() -> None:
-    assert HEAD == "0002"
+    assert HEAD == "0003"
 
 
 def test_migrate_from_empty_creates_kv_and_version_table(state_url: str) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -33,8 +33,10 @@ __all__ = [
     "DedupStage",
     "FanoutStage",
     "FlushContext",
+    "IntegrationObserver",
     "MultiStage",
     "MuteStage",
+    "ObservedStage",
     "PipelineError",
     "RetryStage",
     "SetNotifiesStage",
@@ -299,6 +301,42 @@ class RetryStage:
             await asyncio.sleep(delay)
 
 
+IntegrationObserver = Callable[
+    [FlushContext, ReceiverKey, list[Alert], str | None], Awaitable[None]
+]
+"""Told the outcome of each integration that had something to send: the error, or None."""
+
+
+class ObservedStage:
+    """Runs one integration's stages and tells an observer what happened; an integration
+    the dedup stage skipped is not reported."""
+
+    def __init__(self, inner: Stage, key: ReceiverKey, observer: IntegrationObserver) -> None:
+        self.inner = inner
+        self.key = key
+        self.observer = observer
+
+    async def exec(
+        self, ctx: FlushContext, alerts: list[Alert]
+    ) -> tuple[FlushContext, list[Alert]]:
+        try:
+            ctx, sent = await self.inner.exec(ctx, alerts)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._tell(ctx, alerts, str(exc))
+            raise
+        if sent:
+            await self._tell(ctx, sent, None)
+        return ctx, sent
+
+    async def _tell(self, ctx: FlushContext, alerts: list[Alert], error: str | None) -> None:
+        try:
+            await self.observer(ctx, self.key, alerts, error)
+        except Exception:  # an observer must not fail a notification
+            log.exception("integration observer failed", extra={"receiver": str(self.key)})
+
+
 class SetNotifiesStage:
     """Records a successful notification in the notification log."""
 
@@ -325,21 +363,21 @@ def build_receiver_stage(
     intervals: Mapping[str, list[TimeInterval]],
     backoff: Backoff | None = None,
     extra_stages: Sequence[Stage] = (),
+    observer: IntegrationObserver | None = None,
 ) -> MultiStage:
     """Alertmanager's per-receiver stage; ``extra_stages`` run after silencing (escalation,
-    acknowledgement, ... later)."""
+    acknowledgement, runbook links); ``observer`` hears each integration's outcome."""
     per_integration: list[Stage] = []
     for integ in integrations:
         key = ReceiverKey(receiver, integ.name, integ.idx)
-        per_integration.append(
-            MultiStage(
-                [
-                    DedupStage(nflog, key, integ.send_resolved),
-                    RetryStage(integ, backoff),
-                    SetNotifiesStage(nflog, key),
-                ]
-            )
+        chain: Stage = MultiStage(
+            [
+                DedupStage(nflog, key, integ.send_resolved),
+                RetryStage(integ, backoff),
+                SetNotifiesStage(nflog, key),
+            ]
         )
+        per_integration.append(chain if observer is None else ObservedStage(chain, key, observer))
     return MultiStage(
         [
             inhibit_stage(inhibitor),

@@ -1,0 +1,179 @@
+"""The demo end to end: a real server with demo-like config, the simulator against it at high
+speed with one incident forced early, and what a user would check afterwards: the alert fired
+and resolved (the webhook sink got both), dashboards have data (PromQL over the scraped web
+shop), the funnel shows the simulated conversion, and a trace leads to its logs."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signalroom.simulate import Incident, RunSummary, run
+from signalroom.simulate.companies.webshop import CONFIGURED_CONVERSION, FUNNEL_STEPS
+from tests.support.server import free_port, running_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEMO_RULES = Path(__file__).parents[2] / "examples" / "demo-rules.yml"
+SPEED = 60.0  # one simulated hour per real minute, as `make run`
+RUN_SECONDS = 40.0
+INCIDENT = "sample_success_drop"
+INCIDENT_REAL = (4.0, 18.0)  # real seconds after the simulator starts
+
+
+class Sink(BaseHTTPRequestHandler):
+    """The local notification sink: keeps each webhook payload with its arrival time."""
+
+    received: list[tuple[float, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Sink.received.append((time.monotonic(), json.loads(body)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    Sink.received = []
+    server = HTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+
+
+def demo_rules_for_test() -> str:
+    """The demo rules with windows and ``for`` shrunk further so the test fits in ~90 s."""
+    text = DEMO_RULES.read_text()
+    text = text.replace("[1m]", "[10s]")
+    return re.sub(r"for: 20s", "for: 1s", text)
+
+
+def notifications(alertname: str, status: str) -> list[float]:
+    return [
+        at
+        for at, payload in Sink.received
+        for alert in payload["alerts"]
+        if alert["labels"].get("alertname") == alertname and alert["status"] == status
+    ]
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_demo_end_to_end(tmp_path: Path, webhook: str) -> None:
+    (tmp_path / "demo-rules.yml").write_text(demo_rules_for_test())
+    target_port = free_port()
+    config = f"""
+global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s,
+          external_labels: {{environment: demo}}}}
+scrape_configs:
+  - job_name: webshop
+    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]
+rule_files: [demo-rules.yml]
+alerting:
+  route:
+    receiver: sink
+    group_by: [alertname]
+    group_wait: 1s
+    group_interval: 1s
+    repeat_interval: 1h
+  receivers:
+    - name: sink
+      webhook_configs: [{{url: '{webhook}', send_resolved: true}}]
+"""
+    with running_server(tmp_path, config) as server, server.client() as client:
+        result: list[RunSummary] = []
+        schedule = [
+            Incident(
+                INCIDENT, INCIDENT_REAL[0] * SPEED, (INCIDENT_REAL[1] - INCIDENT_REAL[0]) * SPEED
+            )
+        ]
+        simulator = threading.Thread(
+            target=lambda: result.append(
+                run(server.url, seed=7, speed=SPEED, duration=RUN_SECONDS, schedule=schedule,
+                    metrics_port=target_port)
+            )
+        )  # fmt: skip
+        simulator.start()
+        simulator.join(RUN_SECONDS + 30)
+        simulation_ended = time.monotonic()
+        assert result, "the simulator did not finish"
+        summary = result[0]
+        assert INCIDENT in summary.scenarios_seen
+        for name, stats in summary.senders.items():
+            assert stats.failed == 0 and stats.dropped == 0, (name, stats.last_error)
+            assert stats.sent > 0, name
+
+        # the incident's alert fired, notified the sink and resolved while traffic went on
+        fired = notifications("SampleSuccessRateLow", "firing")
+        resolved = notifications("SampleSuccessRateLow", "resolved")
+        assert fired, f"no firing notification; got {[p for _, p in Sink.received]}"
+        assert resolved, "the alert did not resolve after the incident ended"
+        assert min(fired) < min(resolved) < simulation_ended
+
+        # dashboards have data: the web shop's golden signals, scraped from the simulator
+        end = time.time()
+        by_service = client.get(
+            "/api/v1/query",
+            params={"query": "sum by (service) (rate(http_requests_total[20s]))", "time": end - 3},
+        ).json()["data"]["result"]
+        services = {r["metric"]["service"] for r in by_service}
+        assert {"frontend", "backend", "payment", "api-leads"} <= services
+        assert all(float(r["value"][1]) > 0 for r in by_service)
+        p95 = client.get(
+            "/api/v1/query",
+            params={
+                "query": "histogram_quantile(0.95, sum by (le) "
+                '(rate(http_request_duration_seconds_bucket{service="backend"}[20s])))',
+                "time": end - 3,
+            },
+        ).json()["data"]["result"]
+        assert p95 and 0 < float(p95[0]["value"][1]) < 10
+
+        # the funnel: every simulated visitor arrived, conversion is what the shop simulated
+        steps = [name for name, _ in FUNNEL_STEPS]
+        viewed = summary.funnel_counts["product_viewed"]
+        purchased = summary.funnel_counts["purchase_completed"]
+        assert viewed > 50
+
+        def funnel() -> dict[str, Any]:
+            response = client.post("/api/sr/analytics/funnels", json={"steps": steps})
+            assert response.status_code == 200, response.text
+            data: dict[str, Any] = response.json()["data"]
+            return data
+
+        wait_for(lambda: funnel()["steps"][0]["count"] == viewed, 20, "all events consumed")
+        data = funnel()
+        assert [s["count"] for s in data["steps"]] == [summary.funnel_counts[s] for s in steps]
+        assert data["conversion_rate"] == pytest.approx(purchased / viewed)
+        assert abs(data["conversion_rate"] - CONFIGURED_CONVERSION) < 0.1
+
+        # a checkout trace spans the four services and its logs are linked to it
+        traces = client.get(
+            "/api/traces", params={"service": "payment", "lookback": "1h", "limit": 5}
+        ).json()["data"]
+        assert traces
+        trace = traces[0]
+        services_in_trace = {p["serviceName"] for p in trace["processes"].values()}
+        assert services_in_trace == {"frontend", "backend", "payment", "database"}
+        logs = client.get(f"/api/sr/traces/{trace['traceID']}/logs").json()["data"]
+        assert len(logs) >= 2
+        assert any("checkout started" in row["line"] for row in logs)
+        span_ids = {s["spanID"] for s in trace["spans"]}
+        assert {row["spanID"] for row in logs} <= span_ids
