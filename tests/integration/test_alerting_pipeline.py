@@ -168,4 +168,5 @@ def test_enabled_pack_brings_its_rules(tmp_path: Path) -> None:
         files = {group["file"] for group in groups}
         assert any("packs/freshfoodz/rules" in name for name in files)
         names = {rule["name"] for group in groups for rule in group["rules"]}
-        assert {"SampleSuccessRateLow", "EventCateringSLABreach", "CostPerLeadBudgetExceeded"} <= names
+        expected = {"SampleSuccessRateLow", "EventCateringSLABreach", "CostPerLeadBudgetExceeded"}
+        assert expected <= names
