@@ -40,6 +40,8 @@ from signalroom.config import (
 )
 from signalroom.events.service import EventService
 from signalroom.ingest.pushgateway import PushgatewayService
+from signalroom.logs.errors import KV_NAMESPACE
+from signalroom.logs.ruler import LogRuler, check_log_rule_files
 from signalroom.logs.service import LogService
 from signalroom.model.labels import Labels
 from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
@@ -220,7 +222,20 @@ class Signalroom:
                     self.data_dir / "logs",
                     wal_fsync=self.config.storage.wal.fsync,
                 )
+                assert self.state is not None
+                self.logs.errors.bind(self.state.kv(KV_NAMESPACE), TSDBRuleAppender(self.metrics))
                 await self.logs.start()
+                self.logs.ruler = LogRuler.create(
+                    self.logs,
+                    engine=self.query_engine,
+                    querier_factory=self._rule_querier,
+                    appender=TSDBRuleAppender(self.metrics),
+                    notifier=fanout,
+                    base_dir=self._config_dir(),
+                    external_labels=self.config.global_.external_labels,
+                    external_url=self.external_url,
+                )
+                await self.logs.ruler.start()
             if self.config.traces.enabled:
                 self.traces = TraceService(
                     self.config.traces,
@@ -357,6 +372,8 @@ class Signalroom:
             new = load_configuration(self.config_path)
             check_exposure(self.listen, new)
             problems = check_rule_files(self._rule_paths(new))
+            if self.logs is not None and self.logs.ruler is not None:
+                problems += check_log_rule_files(self.logs.ruler.paths(new.logs))
             if problems:
                 raise ConfigError(problems)
         except (ConfigError, StartupError) as exc:
@@ -401,6 +418,8 @@ class Signalroom:
             self.rules.external_labels = dict(new.global_.external_labels)
             self.rules.default_interval_ms = new.global_.evaluation_interval
             await asyncio.to_thread(self.rules.update, self._rule_paths(new))
+        if self.logs is not None and self.logs.ruler is not None:
+            self.logs.ruler.manager.external_labels = dict(new.global_.external_labels)
         message = f"loaded {self.config_path} ({new.digest()})"
         if restart:
             message += "; changes to " + ", ".join(restart) + " take effect after a restart"

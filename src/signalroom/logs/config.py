@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from signalroom.units import parse_bytes, parse_duration_ms
 
 __all__ = [
+    "LogRulerConfig",
     "LogsConfig",
     "RedactionConfig",
     "RedactionPattern",
@@ -110,6 +111,18 @@ class SyslogConfig(_Model):
     max_message_bytes: ByteSize = 64 * 1024
 
 
+class LogRulerConfig(_Model):
+    """LogQL rule files in Loki's ruler format (Prometheus rule groups whose ``expr`` is a
+    LogQL metric query); alerts go to the alert manager, recordings to the metric store."""
+
+    rule_files: list[str] = Field(default_factory=list)
+    """Globs, relative to the configuration file."""
+    tenant: str = "default"
+    """The log tenant whose lines the rules query."""
+    evaluation_interval: DurationMs = 60_000
+    """Interval of groups that set none (Loki's ``evaluation_interval``)."""
+
+
 class LogsConfig(_Model):
     """Settings of the log pipeline, store and query engine."""
 
@@ -124,6 +137,7 @@ class LogsConfig(_Model):
     redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)
     syslog: SyslogConfig = Field(default_factory=SyslogConfig)
+    ruler: LogRulerConfig = Field(default_factory=LogRulerConfig)
     max_entries_limit: int = Field(default=5000, gt=0)
     """Most log lines one query returns (Loki's ``max_entries_limit_per_query``)."""
     max_query_series: int = Field(default=500, gt=0)

@@ -8,17 +8,21 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from signalroom.logs.config import LogsConfig
+from signalroom.logs.errors import ErrorGroups
 from signalroom.logs.logql.ast import LabelMatcher, LogQLError, LogQuery
 from signalroom.logs.logql.engine import LogQLEngine
 from signalroom.logs.logql.parser import parse
 from signalroom.logs.pipeline import EntryBatch, Pipeline, PipelineResult
 from signalroom.logs.store import Hidden, LogStore
 from signalroom.storage.wal import FsyncPolicy
+
+if TYPE_CHECKING:
+    from signalroom.logs.ruler import LogRuler
 
 __all__ = ["LogService"]
 
@@ -52,6 +56,10 @@ class LogService:
         self._next_subscriber = 0
         self._maintenance: asyncio.Task[None] | None = None
         self._syslog: Any = None
+        self.errors = ErrorGroups()
+        """Error groups; the application binds them to the state and metric stores."""
+        self.ruler: LogRuler | None = None
+        """The LogQL ruler, when the application attached one (``LogRuler.create``)."""
         self.started = False
         self.apply_config(config)
 
@@ -64,6 +72,8 @@ class LogService:
         await self._start_syslog()
 
     async def stop(self) -> None:
+        if self.ruler is not None:
+            await self.ruler.stop()
         if self._syslog is not None:
             await self._syslog.stop()
             self._syslog = None
@@ -75,6 +85,10 @@ class LogService:
         if self.started:
             await asyncio.to_thread(self.store.close)
             self.started = False
+        try:
+            await asyncio.to_thread(self.errors.flush)
+        except Exception:
+            log.exception("could not save the error groups")
 
     def apply_config(self, config: LogsConfig) -> None:
         """Take a reloaded configuration (pipeline, limits, retention; syslog on restart)."""
@@ -92,6 +106,8 @@ class LogService:
                     'selector such as {env="dev"}'
                 )
             rules.append((query.matchers, rule.period * 1_000_000))
+        if self.ruler is not None:
+            self.ruler.check(config)
         previous = self.config
         self.config = config
         self._retention_rules = rules
@@ -100,6 +116,8 @@ class LogService:
         self.engine.timeout_s = config.query_timeout / 1000
         self.store.table.flush_rows = config.flush_rows
         self.store.table.flush_interval_s = config.flush_interval / 1000
+        if self.ruler is not None:
+            self.ruler.apply(config)
         if self.started and previous.syslog != config.syslog:
             asyncio.get_running_loop().create_task(self._restart_syslog())
 
@@ -135,6 +153,10 @@ class LogService:
         if result.table.num_rows:
             await self.store.append_async(tenant, result.table)
             self._publish(tenant, result.table)
+            try:
+                await asyncio.to_thread(self.errors.observe, tenant, result.table)
+            except Exception:  # the rows are stored; grouping must not fail the push
+                log.exception("error grouping failed")
         return result
 
     def _publish(self, tenant: str, table: pa.Table) -> None:

@@ -36,7 +36,7 @@ from signalroom.rules.rule import (
     RecordingRule,
     RuleError,
 )
-from signalroom.rules.rulefmt import RuleFileError, parse_file
+from signalroom.rules.rulefmt import ExprCheck, RuleFileError, check_promql_expr, parse_file
 from signalroom.templating.builtins import query_escape
 from signalroom.templating.gofmt import format_float
 
@@ -137,7 +137,11 @@ class RuleManager:
         outage_tolerance_ms: int = 3_600_000,
         for_grace_period_ms: int = 600_000,
         clock: Callable[[], float] = time.time,
+        query_func: Callable[[str, int], list[tuple[Labels, float]]] | None = None,
+        check_expr: ExprCheck = check_promql_expr,
     ) -> None:
+        # `query_func` and `check_expr` swap the rule language (the LogQL ruler); `engine` and
+        # `querier_factory` still serve restoring alert state from ALERTS_FOR_STATE.
         self.engine = engine
         self.querier_factory = querier_factory
         self.appender = appender
@@ -152,7 +156,8 @@ class RuleManager:
         self.clock = clock
         self.groups: dict[str, Group] = {}
         self.restored = False
-        self.query = make_query_func(engine, querier_factory)
+        self.query = query_func or make_query_func(engine, querier_factory)
+        self.check_expr = check_expr
         self.rule_duration = WindowedSummary(RULE_EVAL_QUANTILES)
         self.group_duration = WindowedSummary(GROUP_DURATION_QUANTILES)
         self._runs: dict[str, _GroupRun] = {}
@@ -172,7 +177,7 @@ class RuleManager:
         errors: list[str] = []
         for path in paths:
             try:
-                rule_file = parse_file(path)
+                rule_file = parse_file(path, self.check_expr)
             except RuleFileError as exc:
                 errors.extend(exc.errors)
                 continue

@@ -7,6 +7,7 @@ Positions are yaml.v3's (1-based line and column of the offending value), so
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,19 @@ class RuleFileError(Exception):
 
 class _DurationError(Exception):
     pass
+
+
+#: Checks a rule's expression: an error message, or None when it is valid. The default is
+#: PromQL's parser; the LogQL ruler passes its own.
+ExprCheck = Callable[[str], "str | None"]
+
+
+def check_promql_expr(expr: str) -> str | None:
+    try:
+        ast.parse(expr)
+    except PromQLError as exc:
+        return str(exc)
+    return None
 
 
 def parse_go_duration_ms(text: str) -> int:
@@ -284,7 +298,9 @@ def _pos_text(pos: tuple[int, int] | None) -> str:
     return f"{line}:{col}"
 
 
-def validate_rule(rule: RuleNode) -> list[tuple[str, str]]:
+def validate_rule(
+    rule: RuleNode, check_expr: ExprCheck = check_promql_expr
+) -> list[tuple[str, str]]:
     """(position prefix, message) pairs in rulefmt's order; prefix '' when it has no node."""
     errs: list[tuple[str, str]] = []
     if rule.record and rule.alert:
@@ -299,10 +315,9 @@ def validate_rule(rule: RuleNode) -> list[tuple[str, str]]:
     if not rule.expr:
         errs.append((_pos_text(rule.expr_pos), "field 'expr' must be set in rule"))
     else:
-        try:
-            ast.parse(rule.expr)
-        except PromQLError as exc:
-            errs.append((_pos_text(rule.expr_pos), f"could not parse expression: {exc}"))
+        problem = check_expr(rule.expr)
+        if problem is not None:
+            errs.append((_pos_text(rule.expr_pos), f"could not parse expression: {problem}"))
     if rule.record:
         if rule.annotations:
             errs.append(
@@ -336,7 +351,9 @@ def validate_rule(rule: RuleNode) -> list[tuple[str, str]]:
     return errs
 
 
-def validate_groups(groups: list[RuleGroupNode]) -> list[str]:
+def validate_groups(
+    groups: list[RuleGroupNode], check_expr: ExprCheck = check_promql_expr
+) -> list[str]:
     errors: list[str] = []
     seen: set[str] = set()
     for group in groups:
@@ -349,13 +366,13 @@ def validate_groups(groups: list[RuleGroupNode]) -> list[str]:
             )
         seen.add(group.name)
         for i, rule in enumerate(group.rules):
-            for prefix, msg in validate_rule(rule):
+            for prefix, msg in validate_rule(rule, check_expr):
                 head = f"group {go_quote(group.name)}, rule {i + 1}, {go_quote(rule.name)}"
                 errors.append(f"{prefix}: {head}: {msg}" if prefix else f"{head}: {msg}")
     return errors
 
 
-def parse_rules(content: str) -> list[RuleGroupNode]:
+def parse_rules(content: str, check_expr: ExprCheck = check_promql_expr) -> list[RuleGroupNode]:
     """Parse and validate rule file text; raises RuleFileError with promtool's lines."""
     try:
         root = yaml.compose(content, Loader=yaml.SafeLoader)
@@ -372,13 +389,13 @@ def parse_rules(content: str) -> list[RuleGroupNode]:
         raise RuleFileError([str(exc)]) from None
     if decoder.errors:
         raise RuleFileError(["yaml: unmarshal errors:\n  " + "\n  ".join(decoder.errors)])
-    errors = validate_groups(groups)
+    errors = validate_groups(groups, check_expr)
     if errors:
         raise RuleFileError(errors)
     return groups
 
 
-def parse_file(path: str | Path) -> RuleFile:
+def parse_file(path: str | Path, check_expr: ExprCheck = check_promql_expr) -> RuleFile:
     """Load one rule file; errors come back prefixed with the file name as promtool prints them."""
     p = str(path)
     try:
@@ -388,7 +405,7 @@ def parse_file(path: str | Path) -> RuleFile:
             [f"{p}: open {p}: {exc.strerror.lower() if exc.strerror else exc}"]
         ) from None
     try:
-        groups = parse_rules(content)
+        groups = parse_rules(content, check_expr)
     except RuleFileError as exc:
         raise RuleFileError([f"{p}: {e}" for e in exc.errors]) from None
     return RuleFile(p, groups)

@@ -664,3 +664,96 @@ def es_version() -> str:
 
 __all__ += ["TENANT_HEADER", "encode_query_result", "parse_loki_time", "stats_json"]
 _ = runtime_of
+
+
+# --- LogQL ruler (Loki's ruler API) -------------------------------------------------------------
+
+
+def _ruler(service: LogService) -> Any:
+    if service.ruler is None:
+        raise APIError("unavailable", "the LogQL ruler is not running")
+    return service.ruler
+
+
+@router.get("/loki/api/v1/rules")
+async def loki_rules(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Loki's ruler listing: YAML of rule groups by namespace (the rule file)."""
+    ruler = _ruler(_service(request))
+    if not ruler.manager.groups:
+        return Response("no rule groups found\n", status_code=404, media_type="text/plain")
+    return Response(ruler.rules_yaml(), media_type="application/yaml")
+
+
+@router.get("/prometheus/api/v1/rules")
+async def loki_prometheus_rules(
+    request: Request, caller: Caller = Depends(require("read"))
+) -> Response:
+    """The LogQL rules in Prometheus's ``/api/v1/rules`` shape, as Loki serves them."""
+    ruler = _ruler(_service(request))
+    params = request.query_params
+    try:
+        data = ruler.manager.rules_api(
+            params.get("type"),
+            params.getlist("rule_name[]"),
+            params.getlist("rule_group[]"),
+            params.getlist("file[]"),
+            params.get("exclude_alerts") == "true",
+        )
+    except ValueError as exc:
+        raise _bad(exc) from None
+    return _success(data)
+
+
+@router.get("/prometheus/api/v1/alerts")
+async def loki_prometheus_alerts(
+    request: Request, caller: Caller = Depends(require("read"))
+) -> Response:
+    return _success(_ruler(_service(request)).manager.alerts_api())
+
+
+# --- error groups ------------------------------------------------------------------------------
+
+
+@router.get("/api/sr/logs/error-groups")
+async def error_groups(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """Error groups, most recently seen first. ``status``: unresolved (default), resolved or
+    all; ``service`` filters; ``limit`` (default 100)."""
+    service = _service(request)
+    params = request.query_params
+    status = params.get("status", "unresolved")
+    if status not in ("unresolved", "resolved", "all"):
+        raise invalid_param("status", "must be unresolved, resolved or all")
+    try:
+        limit = int(params.get("limit", "100"))
+    except ValueError:
+        raise invalid_param("limit", "not an integer") from None
+    if limit <= 0:
+        raise invalid_param("limit", "must be positive")
+    groups = await asyncio.to_thread(
+        service.errors.list,
+        caller.tenant,
+        status=None if status == "all" else status,
+        service=params.get("service") or None,
+    )
+    return _success({"groups": [g.to_json() for g in groups[:limit]], "total": len(groups)})
+
+
+@router.get("/api/sr/logs/error-groups/{fingerprint}")
+async def error_group(
+    fingerprint: str, request: Request, caller: Caller = Depends(require("read"))
+) -> Response:
+    group = await asyncio.to_thread(_service(request).errors.get, caller.tenant, fingerprint)
+    if group is None:
+        raise APIError("not_found", f"no error group {fingerprint}")
+    return _success(group.to_json())
+
+
+@router.post("/api/sr/logs/error-groups/{fingerprint}/resolve")
+async def resolve_error_group(
+    fingerprint: str, request: Request, caller: Caller = Depends(require("write"))
+) -> Response:
+    """Mark a group resolved; it reopens (as a regression) when the error occurs again."""
+    group = await asyncio.to_thread(_service(request).errors.resolve, caller.tenant, fingerprint)
+    if group is None:
+        raise APIError("not_found", f"no error group {fingerprint}")
+    return _success(group.to_json())
