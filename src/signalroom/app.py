@@ -46,6 +46,9 @@ from signalroom.logs.service import LogService
 from signalroom.model.labels import Labels
 from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
 from signalroom.packs import available_packs, load_pack
+from signalroom.packs.finops import FinopsConfig, FinopsService
+from signalroom.packs.freshfoodz import rpo
+from signalroom.packs.freshfoodz.rpo import DataClassObjective
 from signalroom.promql.engine import Engine
 from signalroom.promql.storage import Querier
 from signalroom.rules.manager import RuleManager
@@ -63,6 +66,7 @@ from signalroom.scrape.config import (
     parse_scrape_configs,
 )
 from signalroom.scrape.manager import ScrapeManager
+from signalroom.sqlsource import SqlSourceConfig, SqlSourceService
 from signalroom.storage.state import StateStore
 from signalroom.traces.service import TraceService
 from signalroom.tsdb import TSDB, MetricMetadata, SampleBatch, TSDBOptions
@@ -159,6 +163,9 @@ class Signalroom:
         self.pushgateway: PushgatewayService | None = None
         self.traces: TraceService | None = None
         self.events: EventService | None = None
+        self.sql_sources: SqlSourceService | None = None
+        self.finops: FinopsService | None = None
+        self._background: list[asyncio.Task[None]] = []
         self.rules: RuleManager | None = None
         self.notifier: Notifier | None = None
         self._collectors: list[Collector] = []  # registered while running, with Prometheus' names
@@ -244,6 +251,24 @@ class Signalroom:
                     metrics=self.metrics,
                 )
                 await self.traces.start()
+            self.sql_sources = SqlSourceService(sql_source_configs(self.config), self.metrics)
+            await self.sql_sources.start()
+            if self.config.finops is not None:
+                self.finops = FinopsService(
+                    FinopsConfig.model_validate(self.config.finops),
+                    self.metrics,
+                    tenant=DEFAULT_TENANT,
+                    engine=self.query_engine,
+                )
+                await self.finops.start()
+            if "freshfoodz" in self.config.packs:
+                objectives = recovery_objectives(self.config)
+                self._background.append(
+                    asyncio.create_task(
+                        rpo.publish_objectives(self.metrics, DEFAULT_TENANT, objectives),
+                        name="recovery-objectives",
+                    )
+                )
             if self.config.events.enabled:
                 self.events = EventService(
                     self.config.events,
@@ -273,6 +298,16 @@ class Signalroom:
             await self.scraper.stop()
         if self.pushgateway is not None:
             await self.pushgateway.stop()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        if self.sql_sources is not None:
+            await self.sql_sources.stop()
+        if self.finops is not None:
+            await self.finops.stop()
         if self.rules is not None:
             await self.rules.stop()
         if self.notifier is not None:
@@ -511,6 +546,43 @@ def _validate_alerting(raw: Any, config: Config, base_dir: Path) -> list[Section
     return problems
 
 
+def sql_source_configs(config: Config) -> list[SqlSourceConfig]:
+    return [SqlSourceConfig.model_validate(raw) for raw in config.sql_sources]
+
+
+def recovery_objectives(config: Config) -> list[DataClassObjective]:
+    if config.recovery_objectives is None:
+        return list(rpo.DEFAULT_OBJECTIVES)
+    return [DataClassObjective.model_validate(raw) for raw in config.recovery_objectives]
+
+
+def _model_problems(
+    model: Any, raw: Any, prefix: tuple[str | int, ...] = ()
+) -> list[SectionProblem]:
+    try:
+        model.model_validate(raw)
+    except ValidationError as exc:
+        return [
+            ((*prefix, *(p for p in e["loc"] if isinstance(p, int) or "[" not in p)),
+             e["msg"].removeprefix("Value error, "))
+            for e in exc.errors(include_url=False)
+        ]  # fmt: skip
+    return []
+
+
+def _validate_list(model: Any) -> SectionValidator:
+    def validate(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
+        if not isinstance(raw, list):
+            return [((), "must be a list")]
+        return [p for i, item in enumerate(raw) for p in _model_problems(model, item, (i,))]
+
+    return validate
+
+
+def _validate_finops(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
+    return _model_problems(FinopsConfig, raw) if raw is not None else []
+
+
 def _validate_packs(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
     available = available_packs()
     return [
@@ -524,6 +596,9 @@ CONFIG_SECTIONS: dict[str, SectionValidator] = {
     "scrape_configs": _validate_scrape,
     "alerting": _validate_alerting,
     "packs": _validate_packs,
+    "sql_sources": _validate_list(SqlSourceConfig),
+    "finops": _validate_finops,
+    "recovery_objectives": _validate_list(DataClassObjective),
 }
 
 

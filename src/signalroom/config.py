@@ -248,6 +248,10 @@ class Config(ConfigModel):
     traces: TracesConfig = Field(default_factory=TracesConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     packs: list[str] = Field(default_factory=list)
+    # Raw like scrape_configs: validated by their packages (see app.CONFIG_SECTIONS).
+    sql_sources: list[dict[str, Any]] = Field(default_factory=list)
+    finops: dict[str, Any] | None = None
+    recovery_objectives: list[dict[str, Any]] | None = None
 
     def digest(self) -> str:
         """A short hash of the effective configuration, shown in status and logs."""

@@ -173,6 +173,16 @@ def test_parse_listen_rejects(text: str) -> None:
         parse_listen(text)
 
 
-def test_example_configs_are_valid() -> None:
+def test_example_files_are_valid() -> None:
+    """Every example is a valid configuration, or a valid rule file."""
+    import yaml
+
+    from signalroom.app import load_configuration
+    from signalroom.rules.check import check_rules
+
     for path in Path(__file__).resolve().parents[2].glob("examples/*.yml"):
-        load_config(path)
+        if "groups" in (yaml.safe_load(path.read_text()) or {}):
+            output, code = check_rules([str(path)])
+            assert code == 0, output
+        else:
+            load_configuration(path)

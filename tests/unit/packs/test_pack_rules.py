@@ -13,7 +13,7 @@ from signalroom.rules.unittest import run_rule_tests
 pytestmark = pytest.mark.unit
 
 PACK = load_pack("freshfoodz")
-RULE_NAMES = {"sample_success", "event_catering", "lead_protection", "cost"}
+RULE_NAMES = {"sample_success", "event_catering", "lead_protection", "cost", "rpo"}
 
 
 def test_registry() -> None:

@@ -1,0 +1,26 @@
+"""FinOps pack: cost per lead and per order from AI usage, infrastructure and sales time."""
+
+from signalroom.packs.finops.costs import (
+    AiCostSource,
+    CostItem,
+    CostReport,
+    CurCsvSource,
+    FinopsConfig,
+    FixedMonthlyCost,
+    SalesTimeSource,
+    compute_costs,
+)
+from signalroom.packs.finops.service import FinopsService, window_bounds
+
+__all__ = [
+    "AiCostSource",
+    "CostItem",
+    "CostReport",
+    "CurCsvSource",
+    "FinopsConfig",
+    "FinopsService",
+    "FixedMonthlyCost",
+    "SalesTimeSource",
+    "compute_costs",
+    "window_bounds",
+]
