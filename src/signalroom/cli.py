@@ -11,6 +11,7 @@ from rich.console import Console
 
 import signalroom
 from signalroom.config import Config, ConfigError, parse_listen
+from signalroom.loadtest.cli import loadtest
 from signalroom.packs.freshfoodz.capacity import capacity_app
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ routes_app = typer.Typer(help="Inspect the routing tree.", no_args_is_help=True)
 alerting_app.add_typer(routes_app, name="routes")
 app.add_typer(alerting_app, name="alerting")
 app.add_typer(capacity_app, name="capacity")
+app.command("loadtest")(loadtest)
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)

@@ -444,7 +444,7 @@ class TSDB:
         )
         fast = np.flatnonzero(parsed.ok)
         if len(fast):
-            created, refused = self._limit_new(tenant, parsed, fast, weight[todo[fast]], result)
+            created = self._limit_new(tenant, parsed, fast, weight[todo[fast]], result)
             chosen = fast[created]
             chosen_keys = [todo_keys[j] for j in chosen.tolist()]
             ids = self.index.add_parsed(tenant, chosen_keys, parsed, chosen)
@@ -472,7 +472,7 @@ class TSDB:
         fast: I64,
         weight: I64,
         result: AppendResult,
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    ) -> npt.NDArray[np.intp]:
         """Which of the valid new series ``fast`` the series limits let in (positions into
         ``fast``, in order), the rest reported per limit and metric in bulk.
 
@@ -503,13 +503,14 @@ class TSDB:
         created, over = rest[:room], rest[room:]
         if len(over) or refused_by_metric.any():
             if refused_by_metric.any():
+                by_metric = np.flatnonzero(refused_by_metric)
                 self._refuse(
-                    "max_series_per_metric", tenant, parsed, fast, np.flatnonzero(refused_by_metric),
+                    "max_series_per_metric", tenant, parsed, fast, by_metric,
                     metrics, metric_of, weight, result,
                 )  # fmt: skip
             if len(over):
                 self._refuse(limit, tenant, parsed, fast, over, metrics, metric_of, weight, result)
-        return created, over
+        return created
 
     def _refuse(
         self,

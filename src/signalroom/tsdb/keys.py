@@ -170,9 +170,7 @@ def _all_bytes_in(data: U8, starts: I64, ends: I64, table: npt.NDArray[np.bool_]
     lengths = ends - starts
     offsets = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(lengths[:-1], out=offsets[1:])
-    positions = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(
-        starts - offsets, lengths
-    )
+    positions = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - offsets, lengths)
     bad = (~table[data[positions]]).astype(np.int32)
     out: I64 = np.add.reduceat(bad, offsets) == 0
     return out
@@ -297,9 +295,7 @@ def parse_keys(
         good &= value_end == stop
         ok[alive[~good]] = False
         kept = alive[good]
-        found.append(
-            (kept, name_start[good], name_end[good], value_start[good], value_end[good])
-        )
+        found.append((kept, name_start[good], name_end[good], value_start[good], value_end[good]))
         cursor[kept] = stop[good]
         alive = kept[stop[good] < end[good]]
     if len(found) > 1:
