@@ -12,12 +12,13 @@ one when two overlapping versions are merged (``types.Alert.Merge``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cmp_to_key
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from signalroom.alerting.matchers import is_valid_label_name
@@ -31,6 +32,7 @@ __all__ = [
     "SystemClock",
     "alert_sort_key",
     "fingerprint",
+    "fingerprints",
     "format_time",
     "parse_time",
     "sort_alerts",
@@ -45,15 +47,48 @@ ZERO_TIME_TEXT = "0001-01-01T00:00:00Z"
 """Go's zero ``time.Time`` in RFC 3339, which Alertmanager prints for "no end time"."""
 
 
+def _fingerprint_input(labels: Mapping[str, str]) -> bytes:
+    return b"".join(
+        name.encode("utf-8") + b"\xff" + labels[name].encode("utf-8") + b"\xff"
+        for name in sorted(labels)
+    )
+
+
 def fingerprint(labels: Mapping[str, str]) -> int:
     """Prometheus' ``LabelSet.Fingerprint()``: FNV-1a 64 over sorted names and values."""
     h = _FNV_OFFSET
-    for name in sorted(labels):
-        for part in (name, labels[name]):
-            for byte in part.encode("utf-8"):
-                h = ((h ^ byte) * _FNV_PRIME) & _MASK
-            h = ((h ^ _SEP) * _FNV_PRIME) & _MASK
+    for byte in _fingerprint_input(labels):
+        h = ((h ^ byte) * _FNV_PRIME) & _MASK
     return h
+
+
+# Below this many label sets the per-byte Python loop beats setting up the arrays.
+_VECTOR_MIN = 16
+
+
+def fingerprints(label_sets: Sequence[Mapping[str, str]]) -> list[int]:
+    """``fingerprint`` of many label sets at once: FNV-1a runs column by column over the
+    padded byte matrix of all sets (NumPy's uint64 arithmetic wraps like Go's)."""
+    if len(label_sets) < _VECTOR_MIN:
+        return [fingerprint(labels) for labels in label_sets]
+    data = [_fingerprint_input(labels) for labels in label_sets]
+    lengths = np.fromiter((len(d) for d in data), dtype=np.int64, count=len(data))
+    width = int(lengths.max()) if len(data) else 0
+    matrix = np.zeros((width, len(data)), dtype=np.uint64)  # one row per byte position
+    flat = np.frombuffer(b"".join(data), dtype=np.uint8)
+    rows = np.repeat(np.arange(len(data)), lengths)
+    starts = np.cumsum(lengths) - lengths
+    cols = np.arange(len(flat)) - np.repeat(starts, lengths)
+    matrix[cols, rows] = flat
+    h = np.full(len(data), _FNV_OFFSET, dtype=np.uint64)
+    prime = np.uint64(_FNV_PRIME)
+    shortest = int(lengths.min())
+    for j in range(shortest):  # every set still has bytes here
+        h ^= matrix[j]
+        h *= prime
+    for j in range(shortest, width):
+        h = np.where(lengths > j, (h ^ matrix[j]) * prime, h)
+    return h.tolist()
 
 
 def fingerprint_hex(fp: int) -> str:
@@ -292,6 +327,10 @@ class AlertStore:
         """The versions ``put`` would store, without storing them (for persist-then-apply)."""
         out: list[Alert] = []
         pending: dict[int, Alert] = {}
+        alerts = list(alerts)
+        missing = [a for a in alerts if a._fp is None]
+        for a, fp in zip(missing, fingerprints([a.labels for a in missing]), strict=True):
+            a._fp = fp
         for alert in alerts:
             fp = alert.fingerprint
             old = pending.get(fp) or self._alerts.get(fp)
@@ -322,14 +361,10 @@ class AlertStore:
 
         latest = {a.fingerprint: a for a in merged}
         rows = [_alert_row(self.tenant, a) for a in latest.values()]
+        # One upsert statement run as executemany in one transaction: the POST is answered
+        # only after this commit, so an acknowledged alert survives a crash of the process.
         with self._engine.begin() as conn:
-            conn.execute(
-                sa.delete(table).where(
-                    table.c.tenant == self.tenant,
-                    table.c.fingerprint.in_([r["fingerprint"] for r in rows]),
-                )
-            )
-            conn.execute(sa.insert(table), rows)
+            conn.execute(_upsert(self._engine, table), rows)
 
     def load(self) -> int:
         """Read persisted alerts back (at start); listeners are not told."""
@@ -368,6 +403,23 @@ class AlertStore:
                         )
                     )
         return gone
+
+
+def _upsert(engine: sa.Engine, table: sa.Table) -> Any:
+    """``INSERT ... ON CONFLICT (tenant, fingerprint) DO UPDATE`` for SQLite and PostgreSQL."""
+    insert: Any
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the state store runs on SQLite or PostgreSQL only
+        raise RuntimeError(f"no upsert for {engine.dialect.name}")
+    stmt = insert(table)
+    keys = {"tenant", "fingerprint"}
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.tenant, table.c.fingerprint],
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+    )
 
 
 def _overlaps(old: Alert, new: Alert) -> bool:

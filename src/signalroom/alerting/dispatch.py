@@ -37,6 +37,7 @@ NotifyFunc = Callable[[FlushContext, list[Alert]], Awaitable[None]]
 
 MIN_FLUSH_TIMEOUT = timedelta(seconds=10)
 CLEANUP_INTERVAL = timedelta(seconds=30)
+_CACHE_LIMIT = 100_000  # entries per cache before it starts over
 
 
 class AggregationGroup:
@@ -106,24 +107,55 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._last_cleanup: datetime | None = None
+        # Routing depends only on the labels the tree's matchers name, grouping only on the
+        # group_by labels: both are cached by those values, so a burst of alerts that differ
+        # elsewhere (instance, ...) is matched and fingerprinted once.
+        self._matched_names = tuple(
+            sorted({m.name for node in route.walk() for m in node.matchers})
+        )
+        self._routes_by_values: dict[tuple[str | None, ...], list[RouteNode]] = {}
+        self._group_by_values: dict[
+            tuple[RouteNode, tuple[str | None, ...]], tuple[dict[str, str], int]
+        ] = {}
 
     # -- alerts in -------------------------------------------------------------------------
 
     def process(self, alert: Alert) -> None:
         """Put an alert into the groups of every route it matches."""
         now = self.clock.now()
-        for route in self.route.match(alert.labels):
-            labels = route.group_labels(alert.labels)
-            fp = fingerprint(labels)
+        for route in self._routes(alert.labels):
+            labels, fp = self._group_of(route, alert.labels)
             groups = self.groups.setdefault(route, {})
             ag = groups.get(fp)
             if ag is None:
-                ag = AggregationGroup(route, labels, now)
+                ag = AggregationGroup(route, dict(labels), now)
                 groups[fp] = ag
                 ag.insert(alert, now)
                 self._schedule(ag)
             elif ag.insert(alert, now):
                 self._schedule(ag)
+
+    def _routes(self, labels: dict[str, str]) -> list[RouteNode]:
+        key = tuple(labels.get(name) for name in self._matched_names)
+        routes = self._routes_by_values.get(key)
+        if routes is None:
+            if len(self._routes_by_values) >= _CACHE_LIMIT:
+                self._routes_by_values.clear()
+            routes = self._routes_by_values[key] = self.route.match(labels)
+        return routes
+
+    def _group_of(self, route: RouteNode, labels: dict[str, str]) -> tuple[dict[str, str], int]:
+        if route.opts.group_by_all:
+            group = route.group_labels(labels)
+            return group, fingerprint(group)
+        key = (route, tuple(labels.get(name) for name in sorted(route.opts.group_by)))
+        found = self._group_by_values.get(key)
+        if found is None:
+            if len(self._group_by_values) >= _CACHE_LIMIT:
+                self._group_by_values.clear()
+            group = route.group_labels(labels)
+            found = self._group_by_values[key] = (group, fingerprint(group))
+        return found
 
     def _schedule(self, ag: AggregationGroup) -> None:
         heapq.heappush(self._heap, (ag.next_flush_at, next(self._seq), ag))

@@ -37,15 +37,16 @@ from signalroom.alerting.alerts import (
 )
 from signalroom.alerting.config import AlertmanagerConfig, parse_alertmanager_config
 from signalroom.alerting.dispatch import Dispatcher, GroupView
-from signalroom.alerting.escalation import EscalationEngine
+from signalroom.alerting.escalation import ACKNOWLEDGED, EscalationEngine
 from signalroom.alerting.escalation_config import EscalationExtensions, parse_extensions
 from signalroom.alerting.inhibit import Inhibitor
-from signalroom.alerting.nflog import NotificationLog
+from signalroom.alerting.nflog import NotificationLog, ReceiverKey
 from signalroom.alerting.notify import Integration, build_integrations
 from signalroom.alerting.notify.metrics import METRICS, register_state_source
 from signalroom.alerting.notify.pipeline import (
     Backoff,
     FlushContext,
+    IntegrationObserver,
     MultiStage,
     build_receiver_stage,
 )
@@ -95,6 +96,51 @@ class AlertStatus:
     state: str  # active | suppressed | unprocessed
     silenced_by: list[str]
     inhibited_by: list[str]
+
+
+class EscalationGate:
+    """The escalation stage, run beside delivery whenever it cannot hold the notification
+    back.
+
+    Escalation bookkeeping (triggering a group, its timeline) writes to the state store under
+    one lock for all groups; awaited in line, a burst of new groups would wait on each other's
+    writes before any webhook goes out. Only a repeat of an acknowledged group can be held
+    back, so only then does delivery wait; otherwise the work runs as background work of the
+    flush, which the observer and the flush itself await (the timeline keeps its order).
+    """
+
+    def __init__(self, engine: EscalationEngine, tenant: str) -> None:
+        self.engine = engine
+        self.tenant = tenant
+        self.inner = engine.stage(tenant)
+
+    def _may_hold_back(self, group_key: str) -> bool:
+        state = self.engine.state(self.tenant, group_key)
+        return (
+            state is not None
+            and state.status == ACKNOWLEDGED
+            and self.engine.config.escalation.ack_suppresses_repeats
+        )
+
+    async def exec(
+        self, ctx: FlushContext, alerts: list[Alert]
+    ) -> tuple[FlushContext, list[Alert]]:
+        if self._may_hold_back(ctx.group_key):
+            return await self.inner.exec(ctx, alerts)
+        ctx.background.append(asyncio.create_task(self.inner.exec(ctx, list(alerts))))
+        return ctx, alerts
+
+
+def _settled(observer: IntegrationObserver) -> IntegrationObserver:
+    """An observer that first waits for the flush's background escalation work."""
+
+    async def observe(
+        ctx: FlushContext, key: ReceiverKey, alerts: list[Alert], error: str | None
+    ) -> None:
+        await ctx.settle()
+        await observer(ctx, key, alerts, error)
+
+    return observe
 
 
 @dataclass
@@ -298,10 +344,10 @@ class AlertManager:
                 intervals=intervals,
                 backoff=self.backoff,
                 extra_stages=[
-                    self.escalation.stage(t.tenant),
+                    EscalationGate(self.escalation, t.tenant),
                     RunbookStage(self._runbook_base()),
                 ],
-                observer=self.escalation.observer(t.tenant),
+                observer=_settled(self.escalation.observer(t.tenant)),
             )
             for name, integrations in self.integrations.items()
         }
@@ -311,7 +357,10 @@ class AlertManager:
             if stage is None:
                 raise RuntimeError(f"unknown receiver {ctx.receiver!r}")
             ctx.tenant = t.tenant
-            await stage.exec(ctx, alerts)
+            try:
+                await stage.exec(ctx, alerts)
+            finally:
+                await ctx.settle()
 
         t.store._listeners.clear()
         t.dispatcher = Dispatcher(
@@ -359,18 +408,26 @@ class AlertManager:
         now = self.clock.now()
         valid: list[Alert] = []
         errors: list[str] = []
+        firing = resolved = 0
         for alert in alerts:
             receive_defaults(alert, now, self.resolve_timeout)
-            METRICS.received.labels(
-                "firing" if alert.ends_at is not None and alert.ends_at > now else "resolved"
-            ).inc()
+            if alert.ends_at is not None and alert.ends_at > now:
+                firing += 1
+            else:
+                resolved += 1
             try:
                 alert.validate()
             except AlertValidationError as exc:
-                METRICS.invalid.inc()
                 errors.append(str(exc))
                 continue
             valid.append(alert)
+        # Counted per POST rather than per alert: the metric's labels lookup is not free.
+        if firing:
+            METRICS.received.labels("firing").inc(firing)
+        if resolved:
+            METRICS.received.labels("resolved").inc(resolved)
+        if errors:
+            METRICS.invalid.inc(len(errors))
         if valid:
             t = await self.tenant(tenant)
             async with t.lock:

@@ -444,6 +444,10 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL keeps every committed transaction across a process crash
+            # (kill -9); only an OS crash or power loss can lose the newest ones. It makes a
+            # commit ~3x cheaper, which the alert manager's per-request commits need.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

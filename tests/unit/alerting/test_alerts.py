@@ -11,6 +11,7 @@ from signalroom.alerting.alerts import (
     Alert,
     AlertStore,
     fingerprint,
+    fingerprints,
     format_time,
     parse_time,
     receive_defaults,
@@ -28,6 +29,49 @@ def test_fingerprint_is_prometheus_fnv1a() -> None:
     # order of insertion does not matter; values and names are separated
     assert fingerprint({"a": "b", "c": "d"}) == fingerprint({"c": "d", "a": "b"})
     assert fingerprint({"a": "bc"}) != fingerprint({"ab": "c"})
+
+
+def _fnv1a_reference(labels: dict[str, str]) -> int:
+    # Written out as Prometheus does: name, 0xff, value, 0xff for each sorted name.
+    h = 0xCBF29CE484222325
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in [*part.encode(), 0xFF]:
+                h = ((h ^ byte) * 0x100000001B3) % (1 << 64)
+    return h
+
+
+def test_batch_fingerprints_equal_single_ones() -> None:
+    # Different lengths (the padded columns), non-ASCII values and an empty set, in a batch
+    # large enough for the vectorised path and in a small one.
+    sets = [
+        {"alertname": "A", "i": str(i), "v": "\u00e9" * (i % 5), **({"x": "y"} if i % 3 else {})}
+        for i in range(200)
+    ] + [{}]
+    expected = [_fnv1a_reference(s) for s in sets]
+    assert fingerprints(sets) == expected
+    assert fingerprints(sets[:3]) == expected[:3]
+    assert [fingerprint(s) for s in sets] == expected
+
+
+def test_persist_replaces_the_row_of_a_refired_alert(tmp_path: Path) -> None:
+    with StateStore(f"sqlite:///{tmp_path / 'a.db'}") as state:
+        state.migrate()
+        store = AlertStore("t", state.engine)
+        first = Alert({"a": "1"}, {"v": "1"}, T0, T0 + timedelta(hours=1), "", T0)
+        store.put([first], T0)
+        later = T0 + timedelta(minutes=1)
+        again = Alert({"a": "1"}, {"v": "2"}, later, T0 + timedelta(hours=2), "", later)
+        store.put([again, Alert({"a": "2"}, {}, T0, None, "", T0)], later)
+        back = AlertStore("t", state.engine)
+        assert back.load() == 2
+        one = back.get(fingerprint({"a": "1"}))
+        assert one is not None
+        assert (one.annotations, one.starts_at, one.ends_at) == (
+            {"v": "2"},
+            T0,
+            T0 + timedelta(hours=2),
+        )
 
 
 def test_time_text() -> None:

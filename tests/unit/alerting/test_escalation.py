@@ -361,3 +361,14 @@ async def test_repeat_runs_the_levels_again(sink: WebhookSink, tmp_path: Path) -
     finally:
         await harness.am.stop()
         harness.state.close()
+
+
+async def test_escalation_runs_beside_delivery_but_finishes_with_the_flush(h: Harness) -> None:
+    # The escalation stage does not hold up the webhook of a new group, yet once the flush is
+    # done the group's escalation exists and its timeline reads triggered, then notified.
+    await h.fire(alertname="PaymentsDown", severity="critical")
+    await h.tick()
+    state = h.am.escalation.state("default", GROUP)
+    assert state is not None and state.status == "firing"
+    kinds = [e.kind for e in await h.am.escalation.timeline("default", GROUP)]
+    assert kinds[:2] == ["triggered", "notified"]

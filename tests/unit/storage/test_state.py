@@ -471,6 +471,7 @@ def test_for_data_dir_uses_state_db_with_wal_and_foreign_keys(tmp_path: Path) ->
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 1000
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     assert (data_dir / "state.db").is_file()
     with StateStore(f"sqlite:///{data_dir / 'state.db'}") as again:
         document = again.kv("misc").get("k")

@@ -69,6 +69,18 @@ class FlushContext:
     deadline: float | None = None  # loop.time() by which the flush must be done
     firing: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
+    # Work a stage started without holding up delivery (escalation bookkeeping); shared by
+    # the copies FanoutStage makes, awaited by ``settle`` before the flush counts as done.
+    background: list[asyncio.Task[object]] = field(default_factory=list)
+
+    async def settle(self) -> None:
+        """Wait for the background work of this flush; raises its first error."""
+        if not self.background:
+            return
+        results = await asyncio.gather(*self.background, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
 class Stage(Protocol):
