@@ -36,8 +36,15 @@ $(STAMP): pyproject.toml requirements.lock
 ui:
 	cd ui && npm install --no-audit --no-fund && npm run build
 
+# The server, and the simulator sending the seed companies' traffic to it once it is ready.
 run: install ui
-	$(BIN)/signalroom serve --config examples/demo.yml --data-dir data --log-format console
+	@$(BIN)/signalroom serve --config examples/demo.yml --data-dir data --log-format console \
+	    --log-level warning & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server' EXIT INT TERM; \
+	until curl -sf http://127.0.0.1:8290/-/ready >/dev/null; do \
+	    kill -0 $$server 2>/dev/null || exit 1; sleep 0.2; done; \
+	echo "signalroom is up: open http://127.0.0.1:8290 (Ctrl-C stops)"; \
+	$(BIN)/signalroom simulate --url http://127.0.0.1:8290
 
 test: install ui
 	scripts/install-system-deps.sh $(TEST_DEBS)

@@ -13,6 +13,7 @@ import signalroom
 from signalroom.config import Config, ConfigError, parse_listen
 from signalroom.loadtest.cli import loadtest
 from signalroom.packs.freshfoodz.capacity import capacity_app
+from signalroom.simulate.cli import simulate
 
 app = typer.Typer(
     name="signalroom",
@@ -33,6 +34,7 @@ alerting_app.add_typer(routes_app, name="routes")
 app.add_typer(alerting_app, name="alerting")
 app.add_typer(capacity_app, name="capacity")
 app.command("loadtest")(loadtest)
+app.command("simulate")(simulate)
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)

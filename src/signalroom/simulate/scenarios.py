@@ -9,7 +9,7 @@ scenario                    what happens                          alert
 ``payment_failures``        checkout and payment answer 5xx       HighErrorRate
 ``latency_spike``           backend and gateway upstreams slow    GatewayLatencyHigh,
                                                                   SlowResponseTime
-``sample_success_drop``     sample requests succeed ~70 %         SampleSuccessRateLow/Critical
+``sample_success_drop``     sample requests succeed ~50 %         SampleSuccessRateLow/Critical
 ``event_flow_stopped``      no cross-module events published      CrossModuleEventFlowStopped
 ``cost_budget_exceeded``    cost per lead ~32 EUR                 CostPerLeadBudgetExceeded
 ==========================  ====================================  ==========================
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 SCENARIOS: dict[str, str] = {
     "payment_failures": "checkout and payment return 5xx; purchases fail",
     "latency_spike": "backend and gateway upstreams answer ~10x slower",
-    "sample_success_drop": "FreshFoodz sample requests succeed ~70 % instead of ~97 %",
+    "sample_success_drop": "FreshFoodz sample requests succeed ~50 % instead of ~97 %",
     "event_flow_stopped": "the integration layer publishes no cross-module events",
     "cost_budget_exceeded": "cost per lead rises above the 25 EUR budget",
 }
@@ -60,8 +60,8 @@ def default_schedule() -> list[Incident]:
     default speed), one at a time with calm gaps so each alert resolves before the next."""
     minute = 60.0
     return [
-        Incident("payment_failures", 20 * minute, 60 * minute),
-        Incident("latency_spike", 130 * minute, 60 * minute),
+        Incident("payment_failures", 20 * minute, 80 * minute),
+        Incident("latency_spike", 140 * minute, 60 * minute),
         Incident("sample_success_drop", 240 * minute, 60 * minute),
         # rate(...[1m]) == 0 needs a whole flat minute before ``for`` starts counting
         Incident("event_flow_stopped", 350 * minute, 100 * minute),

@@ -26,6 +26,7 @@ from signalroom.web import (
     alertmanager_api,
     escalation_api,
     events_api,
+    inbox,
     logs_api,
     metrics_ingest,
     metrics_push,
@@ -110,6 +111,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     app.include_router(escalation_api.router)
     app.include_router(traces_api.router)
     app.include_router(events_api.router)
+    app.include_router(inbox.router)
     app.include_router(ui.router)  # last: its page routes must not shadow an API
     return app
 

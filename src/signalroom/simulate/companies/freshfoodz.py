@@ -43,8 +43,9 @@ class FreshFoodz:
         c.add("lead_reminder_due_total", due)
         c.add("lead_reminder_sent_total", due)
         self.holds_active = max(0.0, self.holds_active + float(rng.normal(0, 0.5)))
-        # sample requests: success rate ~97 %, ~70 % during the incident
-        success_p = 0.7 if "sample_success_drop" in tick.active else 0.97
+        # sample requests: success rate ~97 %, ~50 % during the incident (a courier lost a day's
+        # samples), deep enough that a one-minute rate crosses 85 % within seconds
+        success_p = 0.5 if "sample_success_drop" in tick.active else 0.97
         for product in _PRODUCTS:
             n = int(rng.poisson(1.2 * seconds))
             ok = int(rng.binomial(n, success_p))
@@ -65,8 +66,14 @@ class FreshFoodz:
         if "cost_budget_exceeded" in tick.active:
             cost *= 1.8  # an AI batch job gone wild: above the 25 EUR budget
         out.remote_write += c.samples()
+        # backups (seed 002: RPO per data class): lead data every 15 min, the archive every 6 h
+        now_s = tick.now_ns / 1e9
         out.remote_write += [
             ({"__name__": "finops_cost_per_lead", "company": "freshfoodz"}, cost),
             ({"__name__": "lead_holds_active"}, round(self.holds_active)),
-        ]
+            ({"__name__": "backup_last_success_timestamp_seconds", "data_class": "lead_protection"},
+             now_s - now_s % 900),
+            ({"__name__": "backup_last_success_timestamp_seconds", "data_class": "archive"},
+             now_s - now_s % 21_600),
+        ]  # fmt: skip
         return out

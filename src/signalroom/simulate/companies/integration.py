@@ -30,7 +30,7 @@ class IntegrationLayer:
         rng, c, out = self.rng, self.counters, Signals()
         slow = 10.0 if "latency_spike" in tick.active else 1.0
         for service in _UPSTREAMS:
-            n = int(rng.poisson(10 * tick.load * tick.real_seconds))
+            n = int(rng.poisson(5 * tick.load * tick.real_seconds))
             errors = int(rng.binomial(n, 0.002))
             self.requests.labels(service, "GET", "/", "200").inc(n - errors)
             if errors:

@@ -91,7 +91,7 @@ class WebShop:
         per_route = rng.multinomial(n, _SHARES)
         error_p = np.array([r[5] for r in ROUTES])
         if payment_down:
-            error_p = np.where(_CHECKOUT, 0.7, error_p)
+            error_p = np.where(_CHECKOUT, 0.9, error_p)
         errors = rng.binomial(per_route, error_p)
         client_errors = rng.binomial(per_route - errors, 0.02)
         medians = np.array([r[4] for r in ROUTES]) * np.where(slow & _BACKEND, 8.0, 1.0)
