@@ -31,10 +31,18 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib src > /dev/null || true
 	@touch $@
 
-# `npm install` with the committed lock, not `npm ci`: npm 11 leaves other platforms' optional
-# packages (rollup's native builds) out of the lock, which `npm ci` then refuses.
-ui:
+# The UI is rebuilt only when its sources change. `npm install` with the committed lock, not
+# `npm ci`: npm 11 leaves other platforms' optional packages (rollup's native builds) out of
+# the lock, which `npm ci` then refuses.
+UI_SOURCES := $(shell find ui/src ui/public ui/index.html ui/vite.config.ts ui/tsconfig.json \
+                ui/package.json ui/package-lock.json -type f 2>/dev/null)
+UI_BUILD := src/signalroom/web/static/index.html
+
+ui: $(UI_BUILD)
+
+$(UI_BUILD): $(UI_SOURCES)
 	cd ui && npm install --no-audit --no-fund && npm run build
+	@touch $@
 
 # The server, and the simulator sending the seed companies' traffic to it once it is ready.
 run: install ui

@@ -101,3 +101,18 @@ def test_reload_reports_keys_that_need_a_restart(tmp_path: Path) -> None:
     assert result.ok
     assert result.restart_needed == ["server.listen"]
     assert runtime.config.limits.max_request_body == 1024
+
+
+def test_notification_inbox_keeps_the_newest(tmp_path: Path) -> None:
+    from signalroom.web import inbox
+
+    runtime = Signalroom(parse_config("server: {self_scrape: false}"), data_dir=tmp_path / "data")
+    with TestClient(create_http_app(runtime)) as client:
+        for i in range(inbox.KEEP + 3):
+            payload = {"version": "4", "status": "firing", "groupKey": f"g{i}"}
+            assert client.post("/api/sr/inbox", json=payload).status_code == 200
+        assert client.post("/api/sr/inbox", content=b"[1]").status_code == 400
+        data = client.get("/api/sr/inbox", params={"limit": 1000}).json()["data"]
+    assert len(data) == inbox.KEEP
+    assert data[0]["payload"]["groupKey"] == f"g{inbox.KEEP + 2}"
+    assert data[-1]["payload"]["groupKey"] == "g3"
