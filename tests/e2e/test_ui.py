@@ -1,18 +1,22 @@
 """The web UI in a real browser: headless Debian Chromium driven by playwright-core (Node).
 
 Builds nothing: ``make ui`` builds the UI into ``src/signalroom/web/static/`` and installs
-``ui/node_modules``. This test starts a real server with rules, pushes logs, a trace and a
-dashboard, then runs ``npm run e2e`` (``ui/e2e/*.test.mjs``), which opens every page, asserts
-on what a person sees and saves a screenshot per page to ``test-artifacts/ui/``.
+``ui/node_modules``. The first test starts a real server with rules and the freshfoodz pack,
+pushes logs, a trace, product events and dashboards, then runs ``npm run e2e``
+(``ui/e2e/ui.test.mjs``), which opens every page, asserts on what a person sees and saves a
+screenshot per page to ``test-artifacts/ui/``. The second starts a server with API tokens and
+runs ``ui/e2e/auth.test.mjs``: the login page and what a read-only token may not do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,12 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENSHOTS = (
     "dashboards", "dashboard", "explore-metrics", "explore-logs", "explore-traces", "trace",
     "alerting-alerts", "alerting-rules", "alerting-silences", "phone-dashboard", "phone-explore",
+    "analytics-trends", "analytics-funnels", "analytics-retention", "analytics-active-users",
+    "panel-gallery", "pack-dashboard", "phone-analytics",
 )  # fmt: skip
+AUTH_SCREENSHOTS = ("login", "read-only-dashboards", "read-only-silences")
+ADMIN_TOKEN = "sr_e2e_admin_token"
+READER_TOKEN = "sr_e2e_reader_token"
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 
 RULES = """
@@ -51,6 +60,8 @@ groups:
 CONFIG = """
 global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
 rule_files: [rules.yml]
+packs: [freshfoodz]
+events: {accept_unregistered: ["*"], flush_interval: 1s}
 storage: {wal: {fsync: never}}
 alerting:
   route:
@@ -141,6 +152,111 @@ DASHBOARD: dict[str, Any] = {
 }
 
 
+EVENTS_SOURCE = {"type": "signalroom-events"}
+GALLERY: dict[str, Any] = {
+    "uid": "panel-gallery",
+    "title": "Panel gallery",
+    "time": {"from": "now-15m", "to": "now"},
+    "panels": [
+        {
+            "id": 1,
+            "type": "heatmap",
+            "title": "Request latency heatmap",
+            "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8},
+            "targets": [
+                {
+                    "refId": "A",
+                    "expr": "sum by (le) "
+                    "(rate(signalroom_http_request_duration_seconds_bucket[30s]))",
+                }
+            ],
+        },
+        {
+            "id": 2,
+            "type": "piechart",
+            "title": "Requests by handler",
+            "gridPos": {"x": 12, "y": 0, "w": 12, "h": 8},
+            "options": {"pieType": "donut"},
+            "targets": [
+                {
+                    "refId": "A",
+                    "expr": "sum by (handler) (signalroom_http_requests_total)",
+                    "legendFormat": "{{handler}}",
+                }
+            ],
+        },
+        {
+            "id": 3,
+            "type": "sankey",
+            "title": "From product views",
+            "datasource": EVENTS_SOURCE,
+            "gridPos": {"x": 0, "y": 8, "w": 12, "h": 8},
+            "targets": [
+                {
+                    "refId": "A",
+                    "rawSql": "SELECT 'viewed_product' AS source, event AS target, "
+                    "count(DISTINCT user_id) AS value FROM events "
+                    "WHERE event <> 'viewed_product' GROUP BY event",
+                }
+            ],
+        },
+        {
+            "id": 4,
+            "type": "stat",
+            "title": "Users with events",
+            "datasource": EVENTS_SOURCE,
+            "gridPos": {"x": 12, "y": 8, "w": 6, "h": 4},
+            "targets": [{"refId": "A", "rawSql": "SELECT count(DISTINCT user_id) FROM events"}],
+        },
+        {
+            "id": 5,
+            "type": "timeseries",
+            "title": "Shop log lines (LogQL)",
+            "datasource": {"type": "loki", "uid": "signalroom"},
+            "gridPos": {"x": 0, "y": 16, "w": 12, "h": 7},
+            "targets": [
+                {
+                    "refId": "A",
+                    "expr": 'sum by (app) (count_over_time({app="shop"}[1m]))',
+                    "legendFormat": "{{app}}",
+                }
+            ],
+        },
+        {
+            "id": 6,
+            "type": "barchart",
+            "title": "Product views per hour (events)",
+            "datasource": EVENTS_SOURCE,
+            "gridPos": {"x": 12, "y": 16, "w": 12, "h": 7},
+            "targets": [
+                {
+                    "refId": "A",
+                    "analytics": "trends",
+                    "params": {"series": [{"event": "viewed_product"}], "interval": "hour"},
+                }
+            ],
+        },
+    ],
+}
+
+
+def product_events(now: datetime) -> list[dict[str, Any]]:
+    """Six users over four days: all view products, four add to the cart, two buy (38)."""
+    events: list[dict[str, Any]] = []
+    for user in range(6):
+        steps = [("viewed_product", 0)] + [("added_to_cart", 30)] * (user < 4)
+        steps += [("purchased", 60)] * (user < 2)
+        for day in range(4 - user % 3):
+            at = now - timedelta(days=day, minutes=user + 1)
+            for name, seconds in steps:
+                events.append({
+                    "event_name": name, "user_id": f"user-{user}",
+                    "timestamp": (at + timedelta(seconds=seconds)).isoformat(),
+                    "properties": {"plan": "pro" if user % 2 else "free"},
+                })  # fmt: skip
+    return events
+
+
 def push_demo_data(client: httpx.Client) -> None:
     """Logs (one carrying the trace id), a three-service trace and a dashboard."""
     now_ns = time.time_ns()
@@ -178,8 +294,11 @@ def push_demo_data(client: httpx.Client) -> None:
         "/v1/traces", content=json.dumps(body), headers={"content-type": "application/json"}
     )
     assert response.status_code == 200, response.text
-    response = client.put(f"/api/sr/dashboards/{DASHBOARD['uid']}", json=DASHBOARD)
-    assert response.status_code == 200, response.text
+    for dashboard in (DASHBOARD, GALLERY):
+        response = client.put(f"/api/sr/dashboards/{dashboard['uid']}", json=dashboard)
+        assert response.status_code == 200, response.text
+    response = client.post("/api/sr/events", json=product_events(datetime.now(UTC)))
+    assert response.status_code == 200 and response.json()["dead_lettered"] == 0, response.text
 
 
 def wait_for(predicate: Any, timeout: float = 30.0) -> None:
@@ -189,13 +308,29 @@ def wait_for(predicate: Any, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def test_every_page_in_headless_chromium(tmp_path: Path) -> None:
+def run_e2e(script: str, url: str, **env: str) -> None:
+    """Run one ``ui/e2e`` file against ``url``; fail with its TAP output."""
     if not STATIC_INDEX.is_file() or not (UI_DIR / "node_modules" / "playwright-core").is_dir():
         pytest.fail("the web UI is not built: run make ui")
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: scripts/install-system-deps.sh chromium")
-    npm = shutil.which("npm")
-    assert npm, "npm is not installed"
+    node = shutil.which("node")
+    assert node, "node is not installed"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [node, "--test-reporter=tap", script, "--base-url", url],
+        cwd=UI_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CHROMIUM_PATH": CHROMIUM, "SCREENSHOT_DIR": str(ARTIFACTS), **env},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "# fail 0" in output, output
+
+
+def test_every_page_in_headless_chromium(tmp_path: Path) -> None:
     (tmp_path / "rules.yml").write_text(RULES)
     with running_server(tmp_path, CONFIG) as server, server.client() as client:
         push_demo_data(client)
@@ -208,22 +343,100 @@ def test_every_page_in_headless_chromium(tmp_path: Path) -> None:
             return bool(alerts) and bool(up) and len(up[0]["values"]) >= 3
 
         wait_for(ready)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [npm, "run", "e2e", "--", "--base-url", server.url],
-            cwd=UI_DIR,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={
-                **os.environ,
-                "CHROMIUM_PATH": CHROMIUM,
-                "SCREENSHOT_DIR": str(ARTIFACTS),
-                "TRACE_ID": TRACE_ID,
-            },
-        )
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output
-        assert "# fail 0" in output, output
+
+        def events_stored() -> bool:
+            body = {"query": "SELECT count(*) FROM events", "date_from": "-30d"}
+            response = client.post("/api/sr/analytics/sql", json=body)
+            return response.status_code == 200 and response.json()["data"]["rows"] == [[38]]
+
+        wait_for(events_stored)
+        run_e2e("e2e/ui.test.mjs", server.url, TRACE_ID=TRACE_ID)
     for page in SCREENSHOTS:
         assert (ARTIFACTS / f"{page}.png").stat().st_size > 1000, page
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+AUTH_CONFIG = f"""
+auth:
+  tokens:
+    - {{name: ops-admin, sha256: {_sha256(ADMIN_TOKEN)}, scopes: [admin]}}
+    - {{name: viewer, sha256: {_sha256(READER_TOKEN)}, scopes: [read]}}
+"""
+
+
+def test_login_and_read_only_tokens(tmp_path: Path) -> None:
+    with running_server(tmp_path, AUTH_CONFIG) as server:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        with server.client(headers=admin) as client:
+            response = client.put(f"/api/sr/dashboards/{DASHBOARD['uid']}", json=DASHBOARD)
+            assert response.status_code == 200, response.text
+        run_e2e("e2e/auth.test.mjs", server.url, ADMIN_TOKEN=ADMIN_TOKEN, READER_TOKEN=READER_TOKEN)
+    for page in AUTH_SCREENSHOTS:
+        assert (ARTIFACTS / f"{page}.png").stat().st_size > 1000, page
+
+
+def test_session_cookie_and_pack_dashboards_api(tmp_path: Path) -> None:
+    """In process: the session API's cookie and the packs' read-only dashboards."""
+    from fastapi.testclient import TestClient
+
+    from signalroom.app import Signalroom
+    from signalroom.config import parse_config
+    from signalroom.web.server import create_http_app
+
+    config = parse_config(
+        "server: {self_scrape: false}\nstorage: {wal: {fsync: never}}\npacks: [freshfoodz]\n"
+        + AUTH_CONFIG
+    )
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with TestClient(create_http_app(Signalroom(config, data_dir=tmp_path))) as client:
+        assert client.get("/api/sr/session").status_code == 401
+        refused = client.post("/api/sr/session", json={"token": "sr_wrong"})
+        assert refused.status_code == 401 and "sr_session" not in refused.cookies
+        assert client.post("/api/sr/session", json={}).status_code == 400
+
+        login = client.post("/api/sr/session", json={"token": READER_TOKEN})
+        assert login.status_code == 200, login.text
+        assert login.json()["data"] == {
+            "name": "viewer", "scopes": ["read"], "tenants": None, "authEnabled": True,
+        }  # fmt: skip
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43200" in cookie
+        assert READER_TOKEN not in cookie
+        assert client.get("/api/sr/session").json()["data"]["name"] == "viewer"
+
+        value = client.cookies["sr_session"]
+        session_id, expires, signature = value.split(".")
+        for forged in (
+            f"{session_id}.{int(expires) + 3600}.{signature}",  # stretched expiry
+            f"{session_id}x.{expires}.{signature}",
+            "not-a-session",
+        ):
+            client.cookies.set("sr_session", forged)
+            assert client.get("/api/sr/session").status_code == 401, forged
+        client.cookies.set("sr_session", value)
+        assert client.delete("/api/sr/session").status_code == 204
+        client.cookies.set("sr_session", value)  # a copied cookie dies with the session
+        assert client.get("/api/sr/session").status_code == 401
+        client.cookies.clear()
+
+        listed = client.get("/api/sr/dashboards", headers=admin).json()["data"]
+        pack = next(d for d in listed if d["uid"] == "freshfoodz-ops")
+        assert pack["provisioned"] is True and pack["pack"] == "freshfoodz"
+        one = client.get("/api/sr/dashboards/freshfoodz-ops", headers=admin).json()["data"]
+        assert one["meta"]["provisioned"] is True
+        assert one["dashboard"]["title"] == "FreshFoodz Operations Excellence"
+        for method in ("PUT", "DELETE"):
+            response = client.request(
+                method, "/api/sr/dashboards/freshfoodz-ops", json={"title": "x"}, headers=admin
+            )
+            assert response.status_code == 403, response.text
+        copy = dict(one["dashboard"], title="FreshFoodz copy")
+        del copy["uid"]
+        saved = client.post("/api/sr/dashboards", json={"dashboard": copy}, headers=admin)
+        assert saved.status_code == 200 and saved.json()["data"]["uid"] != "freshfoodz-ops"
+        listed = client.get("/api/sr/dashboards", headers=admin).json()["data"]
+        titles = [d["title"] for d in listed]
+        assert "FreshFoodz copy" in titles and "FreshFoodz Operations Excellence" in titles

@@ -252,11 +252,131 @@ describe('alerting', () => {
   });
 });
 
+describe('analytics', () => {
+  test('trends draw a line per breakdown value and total the events', async () => {
+    const page = await open('/analytics');
+    await visible(page.getByRole('heading', { level: 1, name: 'Analytics' }));
+    assert.equal(await page.getByRole('link', { name: 'Analytics' }).getAttribute('aria-current'), 'page');
+    assert.equal(await page.getByRole('tab', { name: 'Trends' }).getAttribute('aria-selected'), 'true');
+    const event = page.getByLabel('Event', { exact: true });
+    await event.locator('option', { hasText: 'viewed_product' }).waitFor({ state: 'attached' });
+    await event.selectOption('viewed_product');
+    await visible(page.getByRole('status').filter({ hasText: '18 in total' }));
+    await page.getByLabel('Measure').selectOption('dau');
+    await visible(page.getByRole('status').filter({ hasText: 'in total' }));
+    await page.getByLabel('Measure').selectOption('total');
+    await page.getByLabel('Breakdown by property').fill('plan');
+    await visible(page.getByRole('cell', { name: 'pro', exact: true }));
+    await visible(page.getByRole('cell', { name: 'free', exact: true }));
+    const chart = page.getByRole('img', { name: /Line chart of viewed_product per day/ });
+    await visible(chart);
+    assert.match(await chart.getAttribute('aria-label'), /free 9/);
+    await done(page, 'analytics-trends');
+  });
+
+  test('a funnel shows conversion and drop-off per step', async () => {
+    const page = await open('/analytics?tab=funnels');
+    await page.getByLabel('Step 1', { exact: true }).locator('option', { hasText: 'viewed_product' }).waitFor({ state: 'attached' });
+    await page.getByLabel('Step 1', { exact: true }).selectOption('viewed_product');
+    await page.getByLabel('Step 2', { exact: true }).selectOption('added_to_cart');
+    await page.getByLabel('Step 3', { exact: true }).selectOption('purchased');
+    await visible(page.getByRole('status').filter({ hasText: '33.3% converted' }));
+    const cart = page.getByRole('row', { name: /2\. added_to_cart/ });
+    assert.deepEqual(
+      (await cart.getByRole('cell').allTextContents()).slice(0, 5),
+      ['2. added_to_cart', '4', '66.7%', '66.7%', '2'],
+    );
+    await page.getByLabel('Step order').selectOption('strict');
+    await visible(page.getByRole('status').filter({ hasText: 'converted' }));
+    await page.getByRole('button', { name: 'Add step' }).click();
+    await visible(page.getByLabel('Step 4', { exact: true }));
+    await page.getByRole('button', { name: 'Remove step 4' }).click();
+    await page.getByLabel('Step order').selectOption('ordered');
+    await visible(page.getByRole('status').filter({ hasText: '33.3% converted' }));
+    await visible(page.getByRole('img', { name: /Funnel: viewed_product 6 users/ }));
+    await done(page, 'analytics-funnels');
+  });
+
+  test('retention is a cohort table with shaded cells', async () => {
+    const page = await open('/analytics?tab=retention');
+    await page.getByLabel('Periods').fill('4');
+    const table = page.getByRole('table', { name: /Share of each cohort/ });
+    await visible(table);
+    const rows = table.getByRole('row');
+    await page.waitForFunction(() => document.querySelectorAll('table.retention tbody tr').length >= 3);
+    const first = rows.nth(1);
+    assert.equal(await first.getByRole('cell').first().textContent(), '2');
+    const cell = first.locator('td.cell').first();
+    assert.equal(await cell.textContent(), '100.0%');
+    assert.match(await cell.evaluate((el) => getComputedStyle(el).backgroundColor), /rgba\(47, 111, 176, 0\.93\)/);
+    await done(page, 'analytics-retention');
+  });
+
+  test('active users show DAU, WAU and MAU; tabs work with the keyboard', async () => {
+    const page = await open('/analytics?tab=trends');
+    await visible(page.getByRole('status').filter({ hasText: 'in total' }));
+    await page.getByRole('tab', { name: 'Trends' }).focus();
+    await page.keyboard.press('ArrowLeft');
+    assert.equal(await page.getByRole('tab', { name: 'Active users' }).getAttribute('aria-selected'), 'true');
+    await visible(page.getByLabel('Counting'));
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'active-event');
+    const kpis = page.locator('dl.kpis');
+    await visible(kpis);
+    assert.deepEqual(await kpis.locator('dd').allTextContents(), ['6', '6', '6']);
+    await visible(page.getByRole('img', { name: /Active users per day/ }));
+    await done(page, 'analytics-active-users');
+  });
+});
+
+describe('more panels and pack dashboards', () => {
+  test('heatmap, pie, sankey, LogQL and event panels draw', async () => {
+    const page = await open('/d/panel-gallery');
+    await visible(page.getByRole('heading', { level: 1, name: 'Panel gallery' }));
+    const panel = (type) => page.locator(`[data-panel-type="${type}"]`);
+    await visible(panel('heatmap').getByRole('img', { name: /Heatmap of \d+ buckets/ }));
+    assert.match(await panel('heatmap').getByRole('img').getAttribute('aria-label'), /Heatmap of 1[56] buckets/);
+    await visible(panel('piechart').getByRole('img', { name: /Pie chart: .*%/ }));
+    const sankey = panel('sankey').getByRole('img', { name: /Sankey diagram/ });
+    await visible(sankey);
+    assert.match(await sankey.getAttribute('aria-label'), /viewed_product to added_to_cart 4/);
+    assert.match(await sankey.getAttribute('aria-label'), /viewed_product to purchased 2/);
+    await page.waitForFunction(() => document.querySelector('[data-panel-type="stat"] .stat-value')?.textContent === '6');
+    const logs = page.getByRole('article', { name: 'Shop log lines (LogQL)' });
+    await visible(logs.getByRole('img', { name: /Line chart of 1 series.*shop/ }));
+    assert.match(await logs.getByRole('link', { name: /Explore the query/ }).getAttribute('href'), /tab=logs&logql=/);
+    const trends = page.getByRole('article', { name: 'Product views per hour (events)' });
+    await visible(trends.getByRole('img', { name: /Bar chart of 1 series/ }));
+    await page.waitForTimeout(300);
+    await done(page, 'panel-gallery');
+  });
+
+  test("an enabled pack's dashboard is listed read-only and imports as a copy", async () => {
+    const page = await open('/dashboards');
+    const row = page.getByRole('row', { name: /FreshFoodz Operations Excellence/ });
+    await visible(row.getByText('pack freshfoodz · read-only'));
+    assert.equal(await row.getByRole('button', { name: /Delete/ }).count(), 0);
+    await row.getByRole('link', { name: 'FreshFoodz Operations Excellence' }).click();
+    await visible(page.getByRole('heading', { level: 1, name: 'FreshFoodz Operations Excellence' }));
+    await visible(page.getByText('comes with the freshfoodz pack and is read-only'));
+    assert.equal(await page.getByRole('button', { name: 'Save', exact: true }).count(), 0);
+    await visible(page.locator('[data-panel-type="timeseries"]'));
+    await page.waitForTimeout(500);
+    await page.screenshot({ path: path.join(SHOTS, 'pack-dashboard.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Import a copy' }).click();
+    await visible(page.getByRole('heading', { level: 1, name: 'FreshFoodz Operations Excellence (copy)' }));
+    await visible(page.getByRole('button', { name: 'Save', exact: true }));
+    assert.doesNotMatch(page.url(), /freshfoodz-ops/);
+    await done(page, 'pack-dashboard-copy');
+  });
+});
+
 describe('phone width', () => {
   test('pages fit 390 px without sideways scrolling', async () => {
     for (const [url, name, heading] of [
       ['/d/shop-overview', 'phone-dashboard', 'Shop overview'],
       ['/explore?tab=metrics&expr=up', 'phone-explore', 'Explore'],
+      ['/analytics?tab=retention', 'phone-analytics', 'Analytics'],
     ]) {
       const page = await open(url, { width: 390, height: 844 });
       await visible(page.getByRole('heading', { level: 1, name: heading }));

@@ -51,7 +51,11 @@ export async function request<T>(method: string, path: string, body?: unknown, s
   } catch {
     // not JSON: keep the text for the error message
   }
-  if (!response.ok) throw new ApiError(errorMessage(parsed, response.status), response.status);
+  if (!response.ok) {
+    // Any 401 means the session is gone or was never there: the app shows the login page.
+    if (response.status === 401 && !path.startsWith('/api/sr/session')) window.dispatchEvent(new Event('sr:unauthorized'));
+    throw new ApiError(errorMessage(parsed, response.status), response.status);
+  }
   return parsed as T;
 }
 
@@ -201,6 +205,15 @@ export async function logQuery(
   );
   return body.data;
 }
+/** A metric LogQL query over a range: a matrix, like PromQL's query_range. */
+export async function logMetricRange(query: string, start: number, end: number, step: number, signal?: AbortSignal): Promise<RangeSeries[]> {
+  const body = await get<PromEnvelope<{ resultType: string; result: RangeSeries[] }>>(
+    '/loki/api/v1/query_range',
+    { query, start: `${Math.floor(start)}000000000`, end: `${Math.ceil(end)}000000000`, step },
+    signal,
+  );
+  return body.data.resultType === 'matrix' ? body.data.result : [];
+}
 export async function logLabels(): Promise<string[]> {
   return (await get<PromEnvelope<string[]>>('/loki/api/v1/labels')).data ?? [];
 }
@@ -252,11 +265,18 @@ export interface DashboardSummary {
   tags: string[];
   version: number;
   updatedAt: string;
+  provisioned?: boolean;
+  pack?: string;
+}
+export interface DashboardMeta {
+  version: number;
+  provisioned?: boolean;
+  pack?: string;
 }
 export const listDashboards = async () =>
   (await get<PromEnvelope<DashboardSummary[]>>('/api/sr/dashboards')).data;
 export const loadDashboard = async (uid: string) =>
-  (await get<PromEnvelope<{ dashboard: unknown; meta: { version: number } }>>(`/api/sr/dashboards/${encodeURIComponent(uid)}`))
+  (await get<PromEnvelope<{ dashboard: unknown; meta: DashboardMeta }>>(`/api/sr/dashboards/${encodeURIComponent(uid)}`))
     .data;
 export const saveDashboard = async (uid: string, dashboard: unknown) =>
   (await request<PromEnvelope<DashboardSummary>>('PUT', `/api/sr/dashboards/${encodeURIComponent(uid)}`, dashboard)).data;
@@ -273,4 +293,80 @@ export interface TraceLogLine {
 }
 export async function traceLogs(traceId: string): Promise<TraceLogLine[]> {
   return (await get<PromEnvelope<TraceLogLine[]>>(`/api/sr/traces/${encodeURIComponent(traceId)}/logs`, { limit: 200 })).data;
+}
+
+// --- sessions ---------------------------------------------------------------------------------
+
+export interface SessionInfo {
+  name: string;
+  scopes: string[];
+  tenants: string[] | null;
+  authEnabled: boolean;
+}
+export const currentSession = async () => (await get<PromEnvelope<SessionInfo>>('/api/sr/session')).data;
+export const login = async (token: string) =>
+  (await request<PromEnvelope<SessionInfo>>('POST', '/api/sr/session', { token })).data;
+export const logout = () => request<void>('DELETE', '/api/sr/session');
+
+// --- event analytics --------------------------------------------------------------------------
+
+export interface TrendResult {
+  event: string;
+  math: string;
+  property: string | null;
+  breakdown_value: string | null;
+  labels: string[];
+  data: number[];
+  count: number;
+}
+export interface TrendsData {
+  interval: string;
+  result: TrendResult[];
+}
+export interface FunnelStepResult {
+  index: number;
+  event: string;
+  count: number;
+  conversion_from_first: number;
+  conversion_from_previous: number;
+  dropped_off: number;
+  average_time_to_convert_s: number | null;
+  median_time_to_convert_s: number | null;
+}
+export interface FunnelData {
+  steps: FunnelStepResult[];
+  conversion_rate: number;
+}
+export interface RetentionCohort {
+  cohort: string;
+  size: number;
+  values: number[];
+  rates: number[];
+}
+export interface RetentionData {
+  period: string;
+  result: RetentionCohort[];
+}
+export interface ActiveUsersData {
+  labels: string[];
+  dau?: number[];
+  wau?: number[];
+  mau?: number[];
+}
+export interface SqlData {
+  columns: string[];
+  rows: unknown[][];
+  truncated: boolean;
+}
+export type AnalyticsKind = 'trends' | 'funnels' | 'retention' | 'active-users' | 'stickiness' | 'revenue' | 'top-products' | 'sql';
+
+export async function analytics<T>(kind: AnalyticsKind, body: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
+  return (await request<PromEnvelope<T>>('POST', `/api/sr/analytics/${kind}`, body, signal)).data;
+}
+export async function eventNames(): Promise<string[]> {
+  const data = await analytics<SqlData>('sql', {
+    query: 'SELECT event, count(*) AS n FROM events GROUP BY event ORDER BY n DESC LIMIT 200',
+    date_from: '-90d',
+  });
+  return data.rows.map((row) => String(row[0]));
 }

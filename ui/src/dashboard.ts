@@ -10,6 +10,22 @@ export interface Target {
   legendFormat?: string;
   instant?: boolean;
   hide?: boolean;
+  datasource?: unknown;
+  /** Event-analytics targets (datasource type "signalroom-events"): which analysis... */
+  analytics?: 'trends' | 'funnels' | 'active-users' | 'sql';
+  /** ...its parameters, as the /api/sr/analytics API takes them... */
+  params?: Record<string, unknown>;
+  /** ...or a read-only SQL SELECT over the events table. */
+  rawSql?: string;
+}
+
+/** The kind of data source a target reads: the target's own, else the panel's. */
+export function datasourceType(target: Target, panel: { datasource?: unknown }): 'prometheus' | 'loki' | 'events' {
+  const of = (ds: unknown) => (ds && typeof ds === 'object' ? String((ds as { type?: unknown }).type ?? '') : typeof ds === 'string' ? ds : '');
+  const type = (of(target.datasource) || of(panel.datasource)).toLowerCase();
+  if (type.includes('loki')) return 'loki';
+  if (target.analytics || target.rawSql || type.includes('events') || type.includes('analytics')) return 'events';
+  return 'prometheus';
 }
 export interface Panel {
   id?: number;

@@ -1,7 +1,11 @@
-import { StrictMode, useEffect } from 'react';
+import { StrictMode, useCallback, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
-import { Link } from './components/common';
+import { ApiError, currentSession, logout, type SessionInfo } from './api';
+import { ErrorMessage, Link, Loading } from './components/common';
 import { Alerting } from './pages/Alerting';
+import { Analytics } from './pages/Analytics';
+import { Login } from './pages/Login';
+import { SessionContext } from './session';
 import { DashboardList, DashboardView } from './pages/Dashboards';
 import { Explore } from './pages/Explore';
 import { useLocation } from './router';
@@ -10,6 +14,7 @@ import './styles.css';
 const NAV = [
   { href: '/dashboards', label: 'Dashboards' },
   { href: '/explore', label: 'Explore' },
+  { href: '/analytics', label: 'Analytics' },
   { href: '/alerting', label: 'Alerting' },
 ];
 
@@ -19,6 +24,7 @@ function Page({ path }: { path: string }) {
   if (path === '/' || path.startsWith('/dashboards')) return <DashboardList />;
   if (path.startsWith('/explore')) return <Explore />;
   if (path.startsWith('/alerting')) return <Alerting />;
+  if (path.startsWith('/analytics')) return <Analytics />;
   return (
     <>
       <h1>Page not found</h1>
@@ -35,8 +41,24 @@ function titleOf(path: string): string {
   return item?.label ?? 'Dashboards';
 }
 
+type SessionState = { kind: 'loading' } | { kind: 'login' } | { kind: 'error'; error: unknown } | { kind: 'ready'; session: SessionInfo };
+
 function App() {
   const { path } = useLocation();
+  const [state, setState] = useState<SessionState>({ kind: 'loading' });
+  const load = useCallback(() => {
+    currentSession().then(
+      (session) => setState({ kind: 'ready', session }),
+      (error) => setState(error instanceof ApiError && error.status === 401 ? { kind: 'login' } : { kind: 'error', error }),
+    );
+  }, []);
+  useEffect(() => {
+    load();
+    const unauthorized = () => setState({ kind: 'login' });
+    window.addEventListener('sr:unauthorized', unauthorized);
+    return () => window.removeEventListener('sr:unauthorized', unauthorized);
+  }, [load]);
+  const session = state.kind === 'ready' ? state.session : null;
   const section = path.startsWith('/d/') ? '/dashboards' : path === '/' ? '/dashboards' : path;
   useEffect(() => {
     document.title = `${titleOf(path)} · signalroom`;
@@ -64,9 +86,36 @@ function App() {
             ))}
           </ul>
         </nav>
+        {session?.authEnabled && (
+          <div className="user">
+            <span>
+              {session.name}
+              {!session.scopes.includes('write') && <span className="chip">read-only</span>}
+            </span>
+            <button
+              type="button"
+              onClick={async () => {
+                await logout().catch(() => undefined);
+                setState({ kind: 'login' });
+              }}
+            >
+              Log out
+            </button>
+          </div>
+        )}
       </header>
       <main id="main" tabIndex={-1}>
-        <Page path={path} />
+        {state.kind === 'loading' ? (
+          <Loading />
+        ) : state.kind === 'login' ? (
+          <Login onLogin={(s) => setState({ kind: 'ready', session: s })} />
+        ) : state.kind === 'error' ? (
+          <ErrorMessage error={state.error} />
+        ) : (
+          <SessionContext.Provider value={session}>
+            <Page path={path} />
+          </SessionContext.Provider>
+        )}
       </main>
     </>
   );

@@ -45,7 +45,14 @@ def require(scope: Scope) -> Callable[[Request], Caller]:
 
     def dependency(request: Request) -> Caller:
         authenticator = runtime_of(request).authenticator
-        principal = authenticator.authenticate(request.headers.get("authorization"))
+        authorization = request.headers.get("authorization")
+        if authorization is None:
+            # The UI's session cookie stands for the token it was opened with. (Imported here:
+            # web.ui imports this module.)
+            from signalroom.web.ui import session_authorization
+
+            authorization = session_authorization(request)
+        principal = authenticator.authenticate(authorization)
         tenant = tenant_of(request)
         authenticator.check(principal, scope, tenant, f"{request.method} {request.url.path}")
         tenant_var.set(tenant)

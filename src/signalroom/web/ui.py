@@ -9,23 +9,30 @@ the state store (namespace ``dashboards``, one document per uid and tenant).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import re
 import secrets
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from signalroom.auth import AuthError
+from signalroom.packs import UnknownPackError, load_pack
 from signalroom.storage.state import ConflictError, KeyValueStore
-from signalroom.web.deps import Caller, require, runtime_of
+from signalroom.web.deps import Caller, require, runtime_of, tenant_of
 
-__all__ = ["STATIC_DIR", "router"]
+__all__ = ["SESSION_COOKIE", "STATIC_DIR", "router", "session_authorization"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 """Where ``npm run build`` in ``ui/`` writes the application."""
 
-PAGES = ("dashboards", "d", "explore", "alerting", "login")
+PAGES = ("dashboards", "d", "explore", "alerting", "analytics", "login")
 """First path segments that are client-side routes of the UI."""
 
 DASHBOARD_NAMESPACE = "dashboards"
@@ -156,18 +163,48 @@ async def _body(request: Request) -> Any:
         raise _DashboardError(400, "the body is not valid JSON") from None
 
 
+def _pack_dashboards(request: Request) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The dashboards bundled with the enabled packs by uid: (pack name, dashboard JSON)."""
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for name in runtime_of(request).config.packs:
+        try:
+            dashboards = load_pack(name).dashboards()
+        except (UnknownPackError, OSError, ValueError):
+            continue  # the config loader reports unknown packs; a broken file is skipped
+        for stem, dashboard in dashboards.items():
+            if not isinstance(dashboard, dict):
+                continue
+            uid = dashboard.get("uid")
+            if not isinstance(uid, str) or not UID_PATTERN.match(uid):
+                uid = f"{name}-{stem}"[:40]
+            out.setdefault(uid, (name, {**dashboard, "uid": uid}))
+    return out
+
+
+def _provisioned_summary(uid: str, pack: str, dashboard: dict[str, Any]) -> dict[str, Any]:
+    return {**_summary(uid, dashboard, 0, ""), "provisioned": True, "pack": pack}
+
+
 @router.get("/api/sr/dashboards", tags=["dashboards"])
 async def list_dashboards(request: Request, caller: Caller = Depends(require("read"))) -> Response:
-    """Every dashboard of the tenant: uid, title, tags, version, last update."""
+    """Every dashboard of the tenant (uid, title, tags, version, last update), then the
+    read-only dashboards of the enabled packs (``provisioned: true``)."""
     try:
         store = _store(request)
     except _DashboardError as exc:
         return _failure(exc)
     documents = await asyncio.to_thread(store.list, tenant=caller.tenant)
     items = [
-        _summary(d.key, d.value, d.version, d.updated_at.isoformat())
+        {**_summary(d.key, d.value, d.version, d.updated_at.isoformat()), "provisioned": False}
         for d in documents
         if isinstance(d.value, dict)
+    ]
+    stored = {item["uid"] for item in items}
+    packs = await asyncio.to_thread(_pack_dashboards, request)
+    items += [
+        _provisioned_summary(uid, pack, dashboard)
+        for uid, (pack, dashboard) in packs.items()
+        if uid not in stored
     ]
     items.sort(key=lambda item: (str(item["title"]).lower(), item["uid"]))
     return JSONResponse({"status": "success", "data": items})
@@ -177,23 +214,44 @@ async def list_dashboards(request: Request, caller: Caller = Depends(require("re
 async def get_dashboard(
     uid: str, request: Request, caller: Caller = Depends(require("read"))
 ) -> Response:
-    """One dashboard as Grafana dashboard JSON, with the version to send back on update."""
+    """One dashboard as Grafana dashboard JSON, with the version to send back on update; a
+    pack's dashboard has ``meta.provisioned: true`` and cannot be changed (import a copy)."""
     try:
         _check_uid(uid)
         document = await asyncio.to_thread(_store(request).get, uid, tenant=caller.tenant)
     except _DashboardError as exc:
         return _failure(exc)
     if document is None:
-        return _failure(_DashboardError(404, f"dashboard {uid!r} not found"))
+        bundled = (await asyncio.to_thread(_pack_dashboards, request)).get(uid)
+        if bundled is None:
+            return _failure(_DashboardError(404, f"dashboard {uid!r} not found"))
+        pack, dashboard = bundled
+        meta = {"version": 0, "updatedAt": None, "provisioned": True, "pack": pack}
+        return JSONResponse({"status": "success", "data": {"dashboard": dashboard, "meta": meta}})
     return JSONResponse(
         {
             "status": "success",
             "data": {
                 "dashboard": document.value,
-                "meta": {"version": document.version, "updatedAt": document.updated_at.isoformat()},
+                "meta": {
+                    "version": document.version,
+                    "updatedAt": document.updated_at.isoformat(),
+                    "provisioned": False,
+                },
             },
         }
     )
+
+
+async def _check_not_provisioned(request: Request, caller: Caller, uid: str) -> None:
+    store = _store(request)
+    if await asyncio.to_thread(store.get, uid, tenant=caller.tenant) is not None:
+        return
+    bundled = (await asyncio.to_thread(_pack_dashboards, request)).get(uid)
+    if bundled is not None:
+        raise _DashboardError(
+            403, f"dashboard {uid!r} belongs to the pack {bundled[0]!r}: import a copy to edit it"
+        )
 
 
 @router.post("/api/sr/dashboards", tags=["dashboards"])
@@ -223,6 +281,7 @@ async def put_dashboard(
     only if the stored version is N (0: only if none exists), else 409."""
     try:
         _check_uid(uid)
+        await _check_not_provisioned(request, caller, uid)
         dashboard = _dashboard_from_body(await _body(request))
         expected: int | None = None
         if "version" in request.query_params:
@@ -266,9 +325,164 @@ async def delete_dashboard(
     """Remove a dashboard: 204, or 404 when there is none."""
     try:
         _check_uid(uid)
+        await _check_not_provisioned(request, caller, uid)
         removed = await asyncio.to_thread(_store(request).delete, uid, tenant=caller.tenant)
     except _DashboardError as exc:
         return _failure(exc)
     if not removed:
         return _failure(_DashboardError(404, f"dashboard {uid!r} not found"))
     return Response(status_code=204)
+
+
+# --- sessions: log in with an API token --------------------------------------------------------
+
+SESSION_COOKIE = "sr_session"
+SESSION_TTL_S = 12 * 3600
+"""How long a session lasts; the browser is asked to drop the cookie at the same time."""
+
+
+@dataclass(frozen=True)
+class _Session:
+    token: str
+    expires: float
+
+
+class SessionStore:
+    """Sessions of one server process: a random id names the API token a person logged in
+    with. The cookie carries ``id.expiry.signature`` (HMAC-SHA256 under a per-process key), so
+    a forged or stretched cookie is refused before any lookup; the token never leaves the
+    server. Sessions end on logout, on expiry and when the server restarts."""
+
+    def __init__(self, ttl_s: float = SESSION_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._key = secrets.token_bytes(32)
+        self._sessions: dict[str, _Session] = {}
+        self._lock = threading.Lock()
+
+    def _sign(self, text: str) -> str:
+        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()
+
+    def open(self, token: str) -> tuple[str, int]:
+        """A new session for ``token``: the cookie value and its lifetime in seconds."""
+        session_id = secrets.token_urlsafe(24)
+        expires = int(time.time() + self.ttl_s)
+        with self._lock:
+            now = time.time()
+            for stale in [k for k, v in self._sessions.items() if v.expires <= now]:
+                del self._sessions[stale]
+            self._sessions[session_id] = _Session(token, expires)
+        reference = f"{session_id}.{expires}"
+        return f"{reference}.{self._sign(reference)}", int(self.ttl_s)
+
+    def token(self, cookie: str | None) -> str | None:
+        """The API token of a valid, unexpired session cookie, else None."""
+        if not cookie:
+            return None
+        reference, _, signature = cookie.rpartition(".")
+        session_id, _, expires = reference.partition(".")
+        if not hmac.compare_digest(self._sign(reference), signature) or not expires.isdigit():
+            return None
+        if int(expires) <= time.time():
+            return None
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None or session.expires <= time.time():
+            return None
+        return session.token
+
+    def close(self, cookie: str | None) -> None:
+        if not cookie:
+            return
+        reference, _, signature = cookie.rpartition(".")
+        if hmac.compare_digest(self._sign(reference), signature):
+            with self._lock:
+                self._sessions.pop(reference.partition(".")[0], None)
+
+
+def _sessions(request: Request) -> SessionStore:
+    state = request.app.state
+    store: SessionStore | None = getattr(state, "ui_sessions", None)
+    if store is None:
+        store = state.ui_sessions = SessionStore()
+    return store
+
+
+def session_authorization(request: Request) -> str | None:
+    """An ``Authorization`` header value for the request's session cookie, or None: what
+    ``web.deps.require`` falls back to when a request has no ``Authorization`` header."""
+    token = _sessions(request).token(request.cookies.get(SESSION_COOKIE))
+    return f"Bearer {token}" if token else None
+
+
+def _auth_failure(exc: AuthError) -> JSONResponse:
+    kind = "unauthorized" if exc.status == 401 else "forbidden"
+    return JSONResponse(
+        {"status": "error", "errorType": kind, "error": exc.message}, status_code=exc.status
+    )
+
+
+def _principal_body(request: Request, authorization: str | None) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    principal = runtime.authenticator.authenticate(authorization)
+    tenant = tenant_of(request)
+    if principal.tenants is not None and tenant not in principal.tenants:
+        raise AuthError(403, f"token {principal.name!r} may not act for tenant {tenant!r}")
+    scopes = set(principal.scopes)
+    if "admin" in scopes:
+        scopes |= {"read", "write"}
+    return {
+        "name": principal.name,
+        "scopes": sorted(scopes),
+        "tenants": sorted(principal.tenants) if principal.tenants is not None else None,
+        "authEnabled": runtime.authenticator.enabled,
+    }
+
+
+@router.get("/api/sr/session", tags=["ui"])
+async def get_session(request: Request) -> Response:
+    """Who the caller is (from the ``Authorization`` header or the session cookie): name,
+    scopes, tenants; 401 when not logged in."""
+    authorization = request.headers.get("authorization") or session_authorization(request)
+    try:
+        return JSONResponse({"status": "success", "data": _principal_body(request, authorization)})
+    except AuthError as exc:
+        return _auth_failure(exc)
+
+
+@router.post("/api/sr/session", tags=["ui"])
+async def create_session(request: Request) -> Response:
+    """Log in: ``{"token": "sr_..."}`` sets an HttpOnly, SameSite=Strict session cookie."""
+    try:
+        body = await _body(request)
+    except _DashboardError as exc:
+        return _failure(exc)
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token.strip():
+        return _failure(_DashboardError(400, 'send {"token": "<API token>"}'))
+    token = token.strip()
+    try:
+        data = _principal_body(request, f"Bearer {token}")
+    except AuthError as exc:
+        return _auth_failure(exc)
+    response = JSONResponse({"status": "success", "data": data})
+    if runtime_of(request).authenticator.enabled:
+        value, max_age = _sessions(request).open(token)
+        response.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=max_age,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+    return response
+
+
+@router.delete("/api/sr/session", tags=["ui"])
+async def delete_session(request: Request) -> Response:
+    """Log out: the session ends on the server and the cookie is removed."""
+    _sessions(request).close(request.cookies.get(SESSION_COOKIE))
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response

@@ -1,7 +1,7 @@
 // Apache ECharts in React: tree-shaken imports, resized with its container.
 import { useEffect, useRef } from 'react';
 import * as echarts from 'echarts/core';
-import { BarChart, GaugeChart, LineChart } from 'echarts/charts';
+import { BarChart, GaugeChart, HeatmapChart, LineChart, PieChart, SankeyChart } from 'echarts/charts';
 import {
   DataZoomComponent,
   GridComponent,
@@ -9,6 +9,7 @@ import {
   MarkAreaComponent,
   MarkLineComponent,
   TooltipComponent,
+  VisualMapComponent,
 } from 'echarts/components';
 import { CanvasRenderer } from 'echarts/renderers';
 import type { EChartsCoreOption } from 'echarts/core';
@@ -17,6 +18,10 @@ echarts.use([
   LineChart,
   BarChart,
   GaugeChart,
+  HeatmapChart,
+  PieChart,
+  SankeyChart,
+  VisualMapComponent,
   GridComponent,
   TooltipComponent,
   LegendComponent,

@@ -14,6 +14,7 @@ import {
 } from '../api';
 import { ErrorMessage, LabelChips, Link, Loading, Section, Tabs } from '../components/common';
 import { setQuery, useLocation } from '../router';
+import { useCanWrite } from '../session';
 import { formatDuration, parseDuration, timeAgo } from '../time';
 
 const TABS = [
@@ -53,6 +54,7 @@ function stateBadge(state: string) {
 }
 
 function AlertGroups({ onSilence }: { onSilence: (alert: AmAlert) => void }) {
+  const canWrite = useCanWrite();
   const [groups, setGroups] = useState<AlertGroup[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   useEffect(() => {
@@ -94,7 +96,7 @@ function AlertGroups({ onSilence }: { onSilence: (alert: AmAlert) => void }) {
                     )}
                   </div>
                   <div className="actions">
-                    {alert.status.state !== 'suppressed' && (
+                    {canWrite && alert.status.state !== 'suppressed' && (
                       <button type="button" onClick={() => onSilence(alert)} aria-label={`Silence ${alert.labels.alertname}`}>
                         Silence
                       </button>
@@ -169,6 +171,7 @@ function Rules() {
 }
 
 function Silences({ draft, onDraftDone }: { draft: Matcher[] | null; onDraftDone: () => void }) {
+  const canWrite = useCanWrite();
   const [items, setItems] = useState<Silence[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [showExpired, setShowExpired] = useState(false);
@@ -179,14 +182,14 @@ function Silences({ draft, onDraftDone }: { draft: Matcher[] | null; onDraftDone
   const shown = (items ?? []).filter((s) => showExpired || s.status.state !== 'expired');
   return (
     <>
-      <SilenceForm
+      {canWrite && (<SilenceForm
         key={JSON.stringify(draft)}
         initial={draft}
         onCreated={() => {
           onDraftDone();
           reload();
         }}
-      />
+      />)}
       <Section
         title="Silences"
         actions={
@@ -224,7 +227,7 @@ function Silences({ draft, onDraftDone }: { draft: Matcher[] | null; onDraftDone
                   </span>
                 </div>
                 <div className="actions">
-                  {s.status.state !== 'expired' && (
+                  {canWrite && s.status.state !== 'expired' && (
                     <button
                       type="button"
                       className="danger"

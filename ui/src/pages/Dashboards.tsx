@@ -27,6 +27,7 @@ import {
   type VariableValues,
 } from '../dashboard';
 import { navigate, setQuery, useLocation } from '../router';
+import { useCanWrite } from '../session';
 import { formatDuration, parseDuration, resolveRange, stepFor, type TimeRange } from '../time';
 
 function download(name: string, dashboard: unknown) {
@@ -39,7 +40,16 @@ function download(name: string, dashboard: unknown) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
+/** A pack's dashboard saved as an ordinary, editable dashboard with a new uid. */
+async function importCopy(uid: string): Promise<string> {
+  const { dashboard } = await loadDashboard(uid);
+  const copy = { ...(dashboard as Dashboard), title: `${(dashboard as Dashboard).title} (copy)` };
+  delete copy.uid;
+  return (await importDashboard(copy, false)).uid;
+}
+
 export function DashboardList() {
+  const canWrite = useCanWrite();
   const [items, setItems] = useState<DashboardSummary[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [importText, setImportText] = useState('');
@@ -83,9 +93,11 @@ export function DashboardList() {
     <>
       <div className="page-head">
         <h1>Dashboards</h1>
-        <button type="button" className="primary" onClick={create}>
-          New dashboard
-        </button>
+        {canWrite && (
+          <button type="button" className="primary" onClick={create}>
+            New dashboard
+          </button>
+        )}
       </div>
       <ErrorMessage error={error} />
       {message && (
@@ -123,6 +135,7 @@ export function DashboardList() {
                   <tr key={d.uid}>
                     <td>
                       <Link href={`/d/${d.uid}`}>{d.title}</Link>
+                      {d.provisioned && <span className="chip provisioned">pack {d.pack} · read-only</span>}
                     </td>
                     <td>
                       {d.tags.map((t) => (
@@ -131,7 +144,7 @@ export function DashboardList() {
                         </span>
                       ))}
                     </td>
-                    <td>{d.version}</td>
+                    <td>{d.provisioned ? '—' : d.version}</td>
                     <td className="actions">
                       <button
                         type="button"
@@ -140,6 +153,22 @@ export function DashboardList() {
                       >
                         Export
                       </button>
+                      {canWrite && d.provisioned && (
+                        <button
+                          type="button"
+                          aria-label={`Import a copy of ${d.title}`}
+                          onClick={async () => {
+                            try {
+                              navigate(`/d/${await importCopy(d.uid)}`);
+                            } catch (e) {
+                              setError(e);
+                            }
+                          }}
+                        >
+                          Import a copy
+                        </button>
+                      )}
+                      {canWrite && !d.provisioned && (
                       <button
                         type="button"
                         className="danger"
@@ -152,6 +181,7 @@ export function DashboardList() {
                       >
                         Delete
                       </button>
+                      )}
                     </td>
                   </tr>
                 ))}
@@ -160,6 +190,7 @@ export function DashboardList() {
           </div>
         )}
       </section>
+      {canWrite && (
       <section className="card" aria-labelledby="dash-import">
         <h2 id="dash-import">Import a Grafana dashboard</h2>
         <form
@@ -197,6 +228,7 @@ export function DashboardList() {
           </div>
         </form>
       </section>
+      )}
     </>
   );
 }
@@ -287,11 +319,14 @@ export function DashboardView({ uid }: { uid: string }) {
   const [jsonText, setJsonText] = useState('');
   const [saveMessage, setSaveMessage] = useState('');
   const [selected, setSelected] = useState<VariableValues>({});
+  const [provisioned, setProvisioned] = useState<string | null>(null);
+  const canWrite = useCanWrite();
 
   useEffect(() => {
     setDashboard(null);
     loadDashboard(uid).then(
-      ({ dashboard }) => {
+      ({ dashboard, meta }) => {
+        setProvisioned(meta.provisioned ? (meta.pack ?? 'a pack') : null);
         const d = dashboard as Dashboard;
         setDashboard(d);
         const initial: VariableValues = {};
@@ -375,6 +410,7 @@ export function DashboardView({ uid }: { uid: string }) {
             <button type="button" onClick={() => download(`${uid}.json`, dashboard)}>
               Export JSON
             </button>
+            {canWrite && !provisioned && (
             <button
               type="button"
               aria-expanded={editing}
@@ -385,12 +421,35 @@ export function DashboardView({ uid }: { uid: string }) {
             >
               Edit JSON
             </button>
-            <button type="button" onClick={() => save({ ...dashboard, time: range, refresh })}>
-              Save
-            </button>
+            )}
+            {canWrite && !provisioned && (
+              <button type="button" onClick={() => save({ ...dashboard, time: range, refresh })}>
+                Save
+              </button>
+            )}
+            {canWrite && provisioned && (
+              <button
+                type="button"
+                className="primary"
+                onClick={async () => {
+                  try {
+                    navigate(`/d/${await importCopy(uid)}`);
+                  } catch (e) {
+                    setSaveMessage(e instanceof Error ? e.message : String(e));
+                  }
+                }}
+              >
+                Import a copy
+              </button>
+            )}
           </div>
         </div>
       </div>
+      {provisioned && (
+        <p className="notice provisioned-note">
+          This dashboard comes with the <strong>{provisioned}</strong> pack and is read-only{canWrite ? ': import a copy to change it.' : '.'}
+        </p>
+      )}
       {saveMessage && (
         <p className="notice" role="status">
           {saveMessage}
