@@ -407,7 +407,8 @@ def _select_series(
             if n_steps == 1:
                 order.extend(picked)
     if n_steps == 1 and op != "limitk":
-        rest = [r for r in range(n) if r not in set(order)]
+        in_order = set(order)
+        rest = [r for r in range(n) if r not in in_order]
         block = VectorBlock(vec.labels, vec.values, out_mask, vec.drop_name).take(order + rest)
         block.ordered = True
         return block

@@ -207,11 +207,40 @@ def flat_search(
     series_base = np.arange(n, dtype=np.int64) * width
     keys = np.repeat(series_base, counts) + (seg - (t_min - 1))
     rows = series_base[:, None]
-    lo_key = rows + np.clip(starts - (t_min - 1), 0, width - 1)[None, :]
-    hi_key = rows + np.clip(ends - (t_min - 1), 0, width - 1)[None, :]
-    lo = np.searchsorted(keys, lo_key, side="right") + base
-    hi = np.searchsorted(keys, hi_key, side="right") + base
-    return lo.astype(np.int64, copy=False), hi.astype(np.int64, copy=False)
+
+    def search(bounds: IntArray) -> IntArray:
+        key = rows + np.clip(bounds - (t_min - 1), 0, width - 1)[None, :]
+        found: IntArray = np.searchsorted(keys, key, side="right").astype(np.int64, copy=False)
+        return found + base
+
+    hi = search(ends)
+    # Windows of a range query overlap on the step grid: when each window starts where the
+    # window `shift` steps earlier ends, those starts were found with the ends already.
+    shift = _shared_bounds(starts, ends)
+    if shift is None:
+        return search(starts), hi
+    lo = np.empty_like(hi)
+    lo[:, shift:] = hi[:, : steps - shift]
+    if shift:
+        lo[:, :shift] = search(starts[:shift])
+    return lo, hi
+
+
+def _shared_bounds(starts: IntArray, ends: IntArray) -> int | None:
+    """k such that ``starts[k:] == ends[:-k]`` (0: equal arrays), if there is one."""
+    steps = len(ends)
+    if np.array_equal(starts, ends):
+        return 0
+    if steps < 2:
+        return None
+    step = int(ends[1] - ends[0])
+    width = int(ends[0] - starts[0])
+    if step <= 0 or width <= 0 or width % step:
+        return None
+    shift = width // step
+    if shift >= steps or not np.array_equal(starts[shift:], ends[: steps - shift]):
+        return None
+    return shift
 
 
 Value = ScalarBlock | StringValue | VectorBlock | RangeBlock

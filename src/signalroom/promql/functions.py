@@ -1251,6 +1251,56 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[float
     return start + (end - start) * (rank / count), forced
 
 
+def bucket_quantiles(
+    qs: FloatArray, bounds: FloatArray, counts: FloatArray
+) -> tuple[FloatArray, bool]:
+    """`bucket_quantile` at many steps: ``bounds`` sorted, distinct, ending with +Inf, and
+    ``counts`` (buckets x steps) all present. Returns the values and whether any step's
+    counts had to be forced monotonic."""
+    counts = counts.copy()
+    valid_q = (qs >= 0) & (qs <= 1)
+    forced = np.zeros(counts.shape[1], dtype=bool)
+    with np.errstate(all="ignore"):
+        prev = counts[0]
+        for b in range(1, len(bounds)):
+            cur = counts[b]
+            same = cur == prev
+            almost = ~same & _almost_equal_array(prev, cur, 1e-12)
+            lower = ~same & ~almost & (cur < prev)
+            cur = np.where(almost | lower, prev, cur)
+            counts[b] = cur
+            forced |= lower
+            prev = cur
+        observations = counts[-1]
+        rank = qs * observations
+        reached = counts[:-1] >= rank[None, :]
+        idx = np.where(reached.any(axis=0), reached.argmax(axis=0), len(bounds) - 1)
+        columns = np.arange(counts.shape[1])
+        inner = idx > 0
+        below = np.maximum(idx - 1, 0)
+        below_count = np.where(inner, counts[below, columns], 0.0)
+        start = np.where(inner, bounds[below], 0.0)
+        end = bounds[idx]
+        count = counts[idx, columns] - below_count
+        value = start + (end - start) * ((rank - below_count) / count)
+        value = np.where((idx == 0) & (bounds[0] <= 0), bounds[0], value)
+        value = np.where(idx == len(bounds) - 1, bounds[-2], value)
+        value = np.where(observations == 0, np.nan, value)
+    value = np.where(valid_q, value, np.where(qs < 0, -np.inf, np.where(qs > 1, np.inf, np.nan)))
+    return value, bool((forced & valid_q).any())
+
+
+def _almost_equal_array(a: FloatArray, b: FloatArray, epsilon: float) -> BoolArray:
+    """`_almost_equal` elementwise."""
+    min_normal = 2.2250738585072014e-308
+    abs_sum = np.abs(a) + np.abs(b)
+    diff = np.abs(a - b)
+    tiny = (a == 0) | (b == 0) | (abs_sum < min_normal)
+    relative = diff / np.minimum(abs_sum, 1.7976931348623157e308) < epsilon
+    close = np.where(tiny, diff < epsilon * min_normal, relative)
+    return np.asarray((a == b) | close, dtype=bool)
+
+
 def _almost_equal(a: float, b: float, epsilon: float) -> bool:
     min_normal = 2.2250738585072014e-308
     if a == b:
@@ -1277,6 +1327,10 @@ def _parse_le(text: str) -> float | None:
             return None
 
 
+# Below this many steps the per-step loop is cheaper than the NumPy calls per bucket.
+_VECTORISED_MIN_STEPS = 16
+
+
 @_register("histogram_quantile")
 def _histogram_quantile(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
     qs = _scalar_arg(ev, node.args[0], steps)
@@ -1290,6 +1344,29 @@ def _histogram_quantile(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value
         bounds = [b for _, b in members]
         out = np.full(len(steps), np.nan)
         present = np.asarray(vec.mask[rows].any(axis=0), dtype=bool)
+        bound_array = np.array(bounds, dtype=np.float64)
+        row_array = np.asarray(rows, dtype=np.int64)
+        if (
+            len(rows) >= 2
+            and int(present.sum()) >= _VECTORISED_MIN_STEPS
+            and bound_array.max() == math.inf
+            and not np.isnan(bound_array).any()
+            and len(np.unique(bound_array)) == len(rows)
+            and vec.mask[row_array][:, present].all()
+        ):
+            # Every bucket at every step: all steps at once, one bucket after another.
+            order = np.argsort(bound_array)
+            counts = vec.values[row_array[order]][:, present]
+            values, forced_any = bucket_quantiles(qs[present], bound_array[order], counts)
+            out[present] = values
+            if forced_any:
+                ev.info(
+                    "input to histogram_quantile needed to be fixed for monotonicity (see "
+                    "https://prometheus.io/docs/prometheus/latest/querying/functions/"
+                    f'#histogram_quantile) for metric name "{key.name}"'
+                )
+            builder.add(key, out, present, True)
+            continue
         for s in np.nonzero(present)[0]:
             buckets = [
                 (bounds[k], float(vec.values[r, s])) for k, r in enumerate(rows) if vec.mask[r, s]

@@ -9,6 +9,7 @@ and number formatting.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import platform
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import yaml
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -200,21 +203,107 @@ def format_value(value: float) -> str:
     return format_float(value)
 
 
-def _format_values(values: Sequence[float]) -> list[str]:
-    # repr is the shortest round-trip form; only its '.0' endings and exponents differ from Go.
-    out = []
-    for text, value in zip(map(repr, values), values, strict=True):
-        if text.endswith(".0") and "e" not in text:
-            out.append(text[:-2])
-        elif "e" in text or "n" in text:
-            out.append(format_value(value))
-        else:
-            out.append(text)
+def _format_values(values: Sequence[float] | npt.NDArray[np.float64]) -> list[str]:
+    """`format_value` of many values: repr (the shortest round-trip digits) without its '.0'
+    ending; values whose repr has an exponent or is not finite take the slow path."""
+    array = np.asarray(values, dtype=np.float64)
+    listed = array.tolist()
+    out = [t[:-2] if t[-2:] == ".0" else t for t in map(repr, listed)]
+    with np.errstate(invalid="ignore"):
+        magnitude = np.abs(array)
+        # repr switches to an exponent below 1e-4 and from 1e16
+        special = ~((magnitude < 1e16) & ((magnitude >= 1e-4) | (magnitude == 0)))
+    if special.any():
+        for i in np.flatnonzero(special).tolist():
+            out[i] = format_value(listed[i])
     return out
 
 
 def timestamp_json(ms: int) -> float | int:
     return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+# The query routes write their JSON body directly: json.dumps over per-point Python lists
+# cost more than evaluating most queries. Strings are escaped exactly as JSONResponse does.
+_json_string = json.encoder.encode_basestring
+
+
+def _timestamp_texts(ms: npt.NDArray[np.int64]) -> list[str]:
+    """JSON numbers of `timestamp_json` for many timestamps (whole seconds as integers)."""
+    return [str(t // 1000) if t % 1000 == 0 else repr(t / 1000) for t in ms.tolist()]
+
+
+def _labels_json(labels: Labels, cache: dict[tuple[str, str], str]) -> str:
+    """A label set as a JSON object; pair texts are cached because series share most pairs."""
+    parts = []
+    for pair in labels.items():
+        text = cache.get(pair)
+        if text is None:
+            text = cache[pair] = f"{_json_string(pair[0])}:{_json_string(pair[1])}"
+        parts.append(text)
+    return "{" + ",".join(parts) + "}"
+
+
+def _matrix_json(value: Matrix) -> str:
+    """A matrix's ``result`` array; timestamps are formatted once over all series."""
+    series = value.series
+    if not series:
+        return "[]"
+    stamps = np.unique(np.concatenate([s.timestamps for s in series]))
+    # '[<time>,"' per distinct timestamp, so a point is one concatenation away.
+    heads = [f'[{t},"' for t in _timestamp_texts(stamps)]
+    cache: dict[tuple[str, str], str] = {}
+    out = []
+    for s in series:
+        idx = np.searchsorted(stamps, s.timestamps).tolist()
+        if not len(s.timestamps):
+            out.append(f'{{"metric":{_labels_json(s.labels, cache)},"values":[]}}')
+            continue
+        texts = _format_values(s.values)
+        points = '"],'.join([heads[i] + v for i, v in zip(idx, texts, strict=True)])
+        out.append(f'{{"metric":{_labels_json(s.labels, cache)},"values":[{points}"]]}}')
+    return "[" + ",".join(out) + "]"
+
+
+def _vector_json(value: Vector) -> str:
+    samples = value.samples
+    texts = _format_values([s.value for s in samples])
+    cache: dict[tuple[str, str], str] = {}
+    stamp_text: dict[int, str] = {}
+    out = []
+    for sample, text in zip(samples, texts, strict=True):
+        stamp = stamp_text.get(sample.timestamp_ms)
+        if stamp is None:
+            stamp = stamp_text[sample.timestamp_ms] = json.dumps(
+                timestamp_json(sample.timestamp_ms)
+            )
+        out.append(f'{{"metric":{_labels_json(sample.labels, cache)},"value":[{stamp},"{text}"]}}')
+    return "[" + ",".join(out) + "]"
+
+
+def encode_result_json(result: Result) -> str:
+    """The ``data`` object of a query response as JSON text (the same values as
+    `encode_result`, built without intermediate Python objects per point)."""
+    value = result.value
+    if isinstance(value, Matrix):
+        return '{"resultType":"matrix","result":' + _matrix_json(value) + "}"
+    if isinstance(value, Vector):
+        return '{"resultType":"vector","result":' + _vector_json(value) + "}"
+    return _dumps(encode_result(result))
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def query_response(result: Result) -> Response:
+    """A successful query's response, its JSON body written directly."""
+    body = '{"status":"success","data":' + encode_result_json(result)
+    if result.warnings:
+        body += ',"warnings":' + _dumps(list(result.warnings))
+    if result.infos:
+        body += ',"infos":' + _dumps(list(result.infos))
+    return Response(body + "}", media_type="application/json")
 
 
 def encode_result(result: Result) -> dict[str, Any]:
@@ -279,7 +368,7 @@ def _engine(request: Request) -> Engine:
 
 async def _run(
     request: Request, params: Mapping[str, list[str]], evaluate: Callable[[], Result]
-) -> JSONResponse:
+) -> Response:
     timeout_text = first(params, "timeout")
     timeout_s = _engine(request).timeout_s
     if timeout_text:
@@ -295,7 +384,7 @@ async def _run(
         raise APIError("timeout", str(exc)) from None
     except PromQLError as exc:
         raise APIError(exc.error_type, str(exc)) from None
-    return success(encode_result(result), result.warnings, result.infos)
+    return query_response(result)
 
 
 def _query_text(params: Mapping[str, list[str]]) -> str:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from signalroom.model.labels import Labels
 from signalroom.promql.engine import Engine
-from signalroom.promql.functions import bucket_quantile
-from signalroom.promql.storage import STALE_NAN, MemoryStorage
+from signalroom.promql.functions import bucket_quantile, bucket_quantiles
+from signalroom.promql.storage import STALE_NAN, MemoryStorage, SeriesData
 from signalroom.promql.value import (
     BadDataError,
     ExecutionError,
@@ -269,3 +270,69 @@ def test_vectorised_range_evaluation_matches_instant_evaluation(expr: str) -> No
             inst = _vector(engine.instant_query(storage, expr, t).value)
             got = inst[str(series.labels)]
             assert (math.isnan(got) and math.isnan(v)) or got == pytest.approx(v, rel=1e-9), t
+
+
+class _SharedBufferQuerier:
+    """Returns every series as a slice of one flat buffer (as the TSDB does), in the order
+    given, so the engine's zero-copy join and its label sort are both exercised."""
+
+    def __init__(self, storage: MemoryStorage, reverse: bool) -> None:
+        self.storage = storage
+        self.reverse = reverse
+
+    def select(self, matchers: Any, start_ms: int, end_ms: int) -> list[SeriesData]:
+        found = list(self.storage.select(matchers, start_ms, end_ms))
+        found.sort(key=lambda s: s.labels.items(), reverse=self.reverse)
+        ts = np.concatenate([s.timestamps for s in found])
+        vals = np.concatenate([s.values for s in found])
+        out, at = [], 0
+        for s in found:
+            n = len(s.timestamps)
+            out.append(SeriesData(s.labels, ts[at : at + n], vals[at : at + n]))
+            at += n
+        return out
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_series_sliced_from_one_buffer_evaluate_like_separate_arrays(reverse: bool) -> None:
+    storage = _store(
+        {
+            f'req_total{{job="j{j}",code="{c}"}}': [
+                (t * 15 * S, float(t * (j + c))) for t in range(60)
+            ]
+            for j in range(3)
+            for c in range(1, 4)
+        }
+    )
+    shared = _SharedBufferQuerier(storage, reverse)
+    engine = Engine()
+    for expr in ("rate(req_total[1m])", "sum by (code) (increase(req_total[5m]))", "req_total"):
+        want = engine.range_query(storage, expr, 5 * M, 14 * M, 30 * S).value
+        got = engine.range_query(shared, expr, 5 * M, 14 * M, 30 * S).value
+        assert isinstance(want, Matrix) and isinstance(got, Matrix)
+        assert [s.labels for s in got.series] == [s.labels for s in want.series]
+        for a, b in zip(got.series, want.series, strict=True):
+            np.testing.assert_array_equal(a.timestamps, b.timestamps)
+            np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_bucket_quantiles_match_bucket_quantile_step_by_step() -> None:
+    rng = np.random.default_rng(3)
+    bounds = np.array([-1.0, 0.0, 0.05, 0.1, 0.5, 1.0, math.inf])
+    steps = 400
+    counts = np.cumsum(rng.integers(0, 5, (len(bounds), steps)).astype(float), axis=0)
+    counts[:, :50] *= 1 + rng.normal(0, 1e-13, (len(bounds), 50))  # almost equal neighbours
+    counts[3, 50:100] -= 3  # non-monotonic: forced
+    counts[:, 100:110] = 0  # no observations
+    counts[2, 110:115] = math.nan
+    counts[0, 115:120] = math.inf
+    qs = rng.choice([0.0, 0.25, 0.5, 0.9, 0.99, 1.0, -0.5, 1.5, math.nan], steps)
+    got, forced = bucket_quantiles(qs, bounds, counts)
+    any_forced = False
+    for s in range(steps):
+        want, was_forced = bucket_quantile(
+            float(qs[s]), list(zip(bounds, counts[:, s], strict=True))
+        )
+        any_forced |= was_forced
+        assert (math.isnan(want) and math.isnan(got[s])) or want == got[s], (s, qs[s])
+    assert forced == any_forced and forced

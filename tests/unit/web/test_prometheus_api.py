@@ -3,11 +3,13 @@ in-memory store (the TSDB-backed server is tested in tests/integration)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -15,7 +17,15 @@ from signalroom.app import Signalroom
 from signalroom.config import parse_config
 from signalroom.model.labels import Labels
 from signalroom.promql.storage import MemoryStorage
-from signalroom.web.prometheus_api import format_value, parse_time_ms
+from signalroom.promql.value import Matrix, Result, Sample, Scalar, Series, String, Vector
+from signalroom.web.prometheus_api import (
+    _format_values,
+    encode_result,
+    format_value,
+    parse_time_ms,
+    query_response,
+    success,
+)
 from signalroom.web.server import create_http_app
 
 pytestmark = pytest.mark.unit
@@ -208,3 +218,58 @@ def test_value_formatting_matches_prometheus(value: float, text: str) -> None:
 )  # fmt: skip
 def test_time_parameters(text: str, ms: int) -> None:
     assert parse_time_ms(text) == ms
+
+
+# --- the directly written query body --------------------------------------------------------
+
+_AWKWARD_VALUES = [0.0, -0.0, 1.0, -3.0, 0.1, 1 / 3, 1e-4, 9.99e-5, 1e-7, 123456789.0, 1e15,
+                   1e16, 2.5e21, -7e300, 5e-324, math.nan, math.inf, -math.inf]  # fmt: skip
+
+
+def _reference_body(result: Result) -> bytes:
+    """What the routes answered before the direct encoder: JSONResponse over encode_result."""
+    return bytes(success(encode_result(result), result.warnings, result.infos).body)
+
+
+def test_matrix_body_is_byte_identical_to_json_response() -> None:
+    stamps = np.array([0, 1_500, 2_000, 3_001, 1_700_000_000_123], dtype=np.int64)
+    series = [
+        Series(Labels({"__name__": "a", "job": 'q"uo\\te', "ü": "ß\n"}), stamps[:3],
+               np.array(_AWKWARD_VALUES[:3])),
+        Series(Labels({"job": "b"}), stamps[1:], np.array([0.1, 1e-7, math.nan, 2.5e21])),
+        Series(Labels({"job": "empty"}), stamps[:0], np.zeros(0)),
+        Series(Labels(), np.arange(len(_AWKWARD_VALUES), dtype=np.int64) * 15_000,
+               np.array(_AWKWARD_VALUES)),
+    ]  # fmt: skip
+    result = Result(Matrix(series), ["PromQL warning: w"], ['PromQL info: "i"'])
+    body = bytes(query_response(result).body)
+    assert body == _reference_body(result)
+    decoded = json.loads(body)
+    assert decoded["data"]["result"][0]["values"][1] == [1.5, "-0"]
+    assert decoded["data"]["result"][3]["values"][-3:] == [
+        [225, "NaN"], [240, "+Inf"], [255, "-Inf"]
+    ]  # fmt: skip
+
+
+def test_vector_and_scalar_bodies_are_byte_identical_to_json_response() -> None:
+    samples = [
+        Sample(Labels({"job": f"j{i}", "path": "/ä"}), v, 1_700_000_000_500 + (i % 2) * 500)
+        for i, v in enumerate(_AWKWARD_VALUES)
+    ]
+    for value in (Vector(samples), Vector([]), Scalar(1e-7, 1_000), String('x"y', 2_500)):
+        result = Result(value)
+        assert query_response(result).body == _reference_body(result)
+
+
+def test_format_values_matches_format_value_one_by_one() -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [np.array(_AWKWARD_VALUES), rng.normal(0, 1e6, 200), rng.random(200) * 1e-3,
+         np.round(rng.normal(0, 1e9, 200)), 10.0 ** rng.integers(-30, 30, 200)]
+    )  # fmt: skip
+    texts = _format_values(values)
+    # -0 keeps its sign in samples, as Go's FormatFloat writes it (format_value drops it)
+    assert texts[1] == "-0"
+    assert texts[:1] + texts[2:] == [
+        format_value(v) for v in values.tolist()[:1] + values.tolist()[2:]
+    ]
