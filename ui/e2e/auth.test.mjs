@@ -32,7 +32,7 @@ after(async () => {
 async function open(url, { headers, expected = [] } = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, baseURL: BASE_URL, extraHTTPHeaders: headers });
   const page = await context.newPage();
-  page.setDefaultTimeout(15000);
+  page.setDefaultTimeout(45_000);
   page.problems = [];
   page.on('console', (message) => {
     if (message.type() !== 'error') return;

@@ -29,6 +29,7 @@ I64 = npt.NDArray[np.int64]
 _EMPTY = np.zeros(0, dtype=np.int64)
 NO_TIME = np.iinfo(np.int64).min  # newest timestamp of a series without samples
 NO_DATA = np.iinfo(np.int64).max  # first timestamp of a series without samples
+LABELS_CACHE_SIZE = 200_000  # decoded label sets kept for queries
 
 _METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
@@ -100,6 +101,7 @@ class SeriesIndex:
         self.tenant_names: list[str] = []
         self.keys: list[bytes | None] = []  # series id -> key
         self.next_id = 0
+        self._labels_cache: dict[int, Labels] = {}
         self._tenant = _Column(np.int32, -1)
         self._first = _Column(np.int64, NO_DATA)
         self._last = _Column(np.int64, NO_TIME)
@@ -298,10 +300,19 @@ class SeriesIndex:
     # -- reads ------------------------------------------------------------------------
 
     def labels(self, sid: int) -> Labels:
+        # Decoding a key costs more than the rest of a small query, and the same series are
+        # asked for again and again; ids are never reused, so a cached entry never goes wrong.
+        cached = self._labels_cache.get(sid)
+        if cached is not None:
+            return cached
         key = self.keys[sid]
         if key is None:
             raise KeyError(f"series {sid} is not in the index")
-        return key_labels(key)
+        labels = key_labels(key)
+        if len(self._labels_cache) >= LABELS_CACHE_SIZE:
+            self._labels_cache.clear()  # bounded memory; the hot series come back quickly
+        self._labels_cache[sid] = labels
+        return labels
 
     def match(self, tenant_name: str, matchers: Sequence[Matcher]) -> I64:
         """Sorted ids of the tenant's series that match all matchers."""

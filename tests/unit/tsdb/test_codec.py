@@ -91,3 +91,22 @@ def test_merge_sorted_orders_and_later_write_wins() -> None:
 def test_ranges() -> None:
     out = ranges(np.array([5, 0, 9], np.int64), np.array([2, 0, 3], np.int64))
     assert out.tolist() == [5, 6, 9, 10, 11]
+
+
+@pytest.mark.parametrize(
+    ("gid_high", "ts_low", "ts_high"),
+    [(50, 0, 1_000), (10_000, -(2**40), 2**40), (2**40, 0, 2**30)],  # the last falls back
+)
+def test_stable_order_equals_lexsort(gid_high: int, ts_low: int, ts_high: int) -> None:
+    from signalroom.tsdb.codec import _stable_order
+
+    rng = np.random.default_rng(7)
+    runs = []
+    for _ in range(3):  # sorted runs, as concatenated chunk sets are
+        gid = rng.integers(0, gid_high, 5_000)
+        ts = rng.integers(ts_low, ts_high, 5_000)
+        order = np.lexsort((ts, gid))
+        runs.append((gid[order], ts[order]))
+    gid = np.concatenate([r[0] for r in runs]).astype(np.int64)
+    ts = np.concatenate([r[1] for r in runs]).astype(np.int64)
+    assert np.array_equal(_stable_order(gid, ts), np.lexsort((ts, gid)))
