@@ -225,7 +225,10 @@ def test_json_ingest_records(client: TestClient) -> None:
 def wait_for(client: TestClient, query: str, count: int) -> list[str]:
     lines: list[str] = []
     for _ in range(300):  # up to 30 s: a loaded CI machine delivers datagrams late
-        data = query_range(client, query)
+        # Entries received now: NOW is when the module was imported, which in a full run
+        # can be minutes earlier than this test.
+        now = time.time_ns()
+        data = query_range(client, query, start=str(now - 3600 * S), end=str(now + 60 * S))
         lines = [v[1] for s in data["result"] for v in s["values"]]
         if len(lines) >= count:
             break
