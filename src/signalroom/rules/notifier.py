@@ -27,11 +27,9 @@ import asyncio
 import base64
 import collections
 import contextlib
-import functools
 import json
 import logging
 import posixpath
-import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -56,8 +54,8 @@ from signalroom.rules.notifier_config import (
     DeliveryConfig,
     parse_delivery_config,
 )
-from signalroom.scrape.config import TLSConfig
 from signalroom.scrape.discovery import ADDRESS, SCHEME, FileDiscovery, TargetGroup
+from signalroom.scrape.manager import ssl_context
 from signalroom.scrape.relabel import RelabelConfig, process_dict
 
 log = logging.getLogger("signalroom.rules.notifier")
@@ -172,36 +170,6 @@ def _static_groups(index: int, cfg: AlertmanagerEndpointConfig) -> list[TargetGr
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=16)
-def _ssl_context(tls: TLSConfig) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=tls.ca_file or None, cadata=tls.ca or None)
-    if tls.insecure_skip_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    versions = {
-        "TLS10": ssl.TLSVersion.TLSv1,
-        "TLS11": ssl.TLSVersion.TLSv1_1,
-        "TLS12": ssl.TLSVersion.TLSv1_2,
-        "TLS13": ssl.TLSVersion.TLSv1_3,
-    }
-    if tls.min_version:
-        ctx.minimum_version = versions[tls.min_version]
-    if tls.max_version:
-        ctx.maximum_version = versions[tls.max_version]
-    if tls.cert or tls.key:
-        import tempfile
-
-        # ssl loads client certificates from files only.
-        with tempfile.TemporaryDirectory() as tmp:
-            cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-            cert.write_text(tls.cert or Path(tls.cert_file or "").read_text())
-            key.write_text(tls.key or Path(tls.key_file or "").read_text())
-            ctx.load_cert_chain(str(cert), str(key))
-    elif tls.cert_file and tls.key_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    return ctx
-
-
 def _secret(path: str) -> str:
     return Path(path).read_text(encoding="utf-8").strip()
 
@@ -240,7 +208,7 @@ def request_headers(cfg: AlertmanagerEndpointConfig) -> dict[str, str]:
 def _http_client(cfg: AlertmanagerEndpointConfig) -> httpx.AsyncClient:
     # relabel_configs may turn an address to https, so the TLS settings always apply.
     return httpx.AsyncClient(
-        verify=_ssl_context(cfg.tls_config),
+        verify=ssl_context(cfg.tls_config),
         follow_redirects=cfg.follow_redirects,
         proxy=cfg.proxy_url or None,
         trust_env=cfg.proxy_from_environment,

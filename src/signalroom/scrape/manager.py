@@ -111,11 +111,12 @@ def build_http_client(cfg: ScrapeConfig) -> httpx.AsyncClient:
 
 
 def _ssl_context(cfg: ScrapeConfig) -> ssl.SSLContext:
-    return _ssl_context_for(cfg.tls_config)
+    return ssl_context(cfg.tls_config)
 
 
 @functools.lru_cache(maxsize=64)
-def _ssl_context_for(tls: TLSConfig) -> ssl.SSLContext:
+def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """The SSL context of a Prometheus ``tls_config`` (scrapes and Alertmanager clients)."""
     # Loading the CA store costs tens of ms: one context per TLS config, shared by clients.
     ctx = ssl.create_default_context(cafile=tls.ca_file or None, cadata=tls.ca or None)
     if tls.insecure_skip_verify:
