@@ -30,6 +30,7 @@ from signalroom.scrape.config import (
     FileSDConfig,
     StaticConfig,
     TLSConfig,
+    check_http_auth,
 )
 from signalroom.scrape.relabel import RelabelConfig, RelabelError
 
@@ -151,19 +152,9 @@ class AlertmanagerEndpointConfig(BaseModel):
 
     @model_validator(mode="after")
     def _auth(self) -> AlertmanagerEndpointConfig:
-        if self.bearer_token and self.bearer_token_file:
-            raise ValueError("at most one of bearer_token & bearer_token_file must be configured")
-        bearer = bool(self.bearer_token or self.bearer_token_file)
-        if self.basic_auth is not None and bearer:
-            raise ValueError(
-                "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be "
-                "configured"
-            )
-        if self.authorization is not None and (bearer or self.basic_auth is not None):
-            raise ValueError(
-                "authorization is not compatible with bearer_token & bearer_token_file, and at "
-                "most one of basic_auth, oauth2 & authorization must be configured"
-            )
+        check_http_auth(
+            self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization
+        )
         return self
 
 

@@ -332,20 +332,9 @@ class ScrapeConfig(_Model):
 
     @model_validator(mode="after")
     def _auth(self) -> ScrapeConfig:
-        if self.bearer_token and self.bearer_token_file:
-            raise ValueError("at most one of bearer_token & bearer_token_file must be configured")
-        bearer = bool(self.bearer_token or self.bearer_token_file)
-        if self.basic_auth is not None and bearer:
-            raise ValueError(
-                "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be "
-                "configured"
-            )
-        if self.authorization is not None and (bearer or self.basic_auth is not None):
-            raise ValueError(
-                "authorization is not compatible with bearer_token & "
-                "bearer_token_file, and at most one of basic_auth, oauth2 & "
-                "authorization must be configured"
-            )
+        check_http_auth(
+            self.bearer_token, self.bearer_token_file, self.basic_auth, self.authorization
+        )
         return self
 
     @property
@@ -377,6 +366,25 @@ def _check_protocol(proto: str) -> None:
 _UNSUPPORTED = {
     "oauth2": "oauth2 is not supported by signalroom yet",
 }
+
+
+def check_http_auth(
+    bearer_token: str | None, bearer_token_file: str | None, basic_auth: Any, authorization: Any
+) -> None:
+    """Prometheus' rules for combining the auth options of an HTTP client config."""
+    if bearer_token and bearer_token_file:
+        raise ValueError("at most one of bearer_token & bearer_token_file must be configured")
+    bearer = bool(bearer_token or bearer_token_file)
+    if basic_auth is not None and bearer:
+        raise ValueError(
+            "at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured"
+        )
+    if authorization is not None and (bearer or basic_auth is not None):
+        raise ValueError(
+            "authorization is not compatible with bearer_token & "
+            "bearer_token_file, and at most one of basic_auth, oauth2 & "
+            "authorization must be configured"
+        )
 
 
 def parse_scrape_configs(
