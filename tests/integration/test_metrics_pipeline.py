@@ -93,9 +93,9 @@ def test_malformed_remote_write_bodies_get_clear_400s(tmp_path: Path) -> None:
 def test_self_scrape_and_staleness_free_up(tmp_path: Path) -> None:
     config = "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
     with running_server(tmp_path, config) as server, server.client() as client:
-        wait_for(lambda: query(client, 'up{job="signalroom"}', time.time()))
-        up = query(client, 'up{job="signalroom"}', time.time())
-        assert up[0]["value"][1] == "1"  # type: ignore[index]
+        # The first scrape of a just-started server can time out on a loaded machine (up 0);
+        # what matters is that the self-scrape succeeds.
+        wait_for(lambda: query(client, 'up{job="signalroom"} == 1', time.time()))
         wait_for(lambda: query(client, "signalroom_http_requests_total", time.time()))
 
 
