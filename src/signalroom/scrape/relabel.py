@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import re2
 
@@ -30,19 +30,7 @@ Action = Literal[
     "lowercase",
     "uppercase",
 ]
-ACTIONS: tuple[str, ...] = (
-    "replace",
-    "keep",
-    "drop",
-    "keepequal",
-    "dropequal",
-    "hashmod",
-    "labelmap",
-    "labeldrop",
-    "labelkeep",
-    "lowercase",
-    "uppercase",
-)
+ACTIONS: tuple[str, ...] = get_args(Action)
 
 DEFAULT_SEPARATOR = ";"
 DEFAULT_REGEX = "(.*)"
