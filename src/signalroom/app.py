@@ -45,13 +45,17 @@ from signalroom.logs.ruler import LogRuler, check_log_rule_files
 from signalroom.logs.service import LogService
 from signalroom.model.labels import Labels
 from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
-from signalroom.packs import available_packs, load_pack
+from signalroom.packs import available_packs, load_pack, with_pack_runbooks
 from signalroom.packs.finops import FinopsConfig, FinopsService
+from signalroom.packs.finops.service import store_events_source
 from signalroom.packs.freshfoodz import rpo
+from signalroom.packs.freshfoodz.config import FreshfoodzConfig
+from signalroom.packs.freshfoodz.job import lead_protection_job
+from signalroom.packs.freshfoodz.metrics import publish_season_multiplier
 from signalroom.packs.freshfoodz.rpo import DataClassObjective
 from signalroom.promql.engine import Engine
 from signalroom.promql.storage import Querier
-from signalroom.rules.manager import RuleManager
+from signalroom.rules.manager import AlertNotifier, RuleManager
 from signalroom.rules.notifier import Notifier, build_alert_notifier
 from signalroom.rules.notifier_config import (
     parse_delivery_config,
@@ -179,104 +183,17 @@ class Signalroom:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         try:
-            url = self.config.storage.state_url or f"sqlite:///{self.data_dir / 'state.db'}"
-            self.state = StateStore(url)
-            revision = await asyncio.to_thread(self.state.migrate)
-            log.info("state store ready", extra={"state_revision": revision})
-            self.metrics = await asyncio.to_thread(
-                TSDB(self.data_dir / "metrics", options=tsdb_options(self.config)).open
-            )
-            self.scraper = ScrapeManager(
-                TSDBAppender(self.metrics), self.config.global_, base_dir=self._config_dir()
-            )
-            await self.scraper.apply_config(self._scrape_configs(self.config))
-            await self.scraper.start()
-            self.pushgateway = PushgatewayService(self.state, self.metrics)
-            await self.pushgateway.start()
-            self.alertmanager = AlertManager.from_section(
-                without_delivery_keys(self.config.alerting),
-                state=self.state,
-                external_url=self.external_url,
-                base_dir=self._config_dir(),
-                verify=promql_verifier(self.query_engine, self._recovery_querier),
-            )
-            await self.alertmanager.start()
-            fanout, self.notifier = build_alert_notifier(
-                self.config.alerting,
-                local=AlertManagerNotifier(self.alertmanager, asyncio.get_running_loop()),
-                external_labels=self.config.global_.external_labels,
-                base_dir=self._config_dir(),
-            )
-            await self.notifier.start()
-            self._collectors.append(self.notifier.collector())
-            self.rules = RuleManager(
-                self.query_engine,
-                self._rule_querier,
-                TSDBRuleAppender(self.metrics),
-                fanout,
-                external_labels=self.config.global_.external_labels,
-                external_url=self.external_url,
-                default_interval_ms=self.config.global_.evaluation_interval,
-            )
-            await asyncio.to_thread(self.rules.update, self._rule_paths(self.config))
-            await self.rules.start()
-            self._collectors.append(self.rules.collector())
-            for collector in self._collectors:
-                REGISTRY.register(collector)
+            await self._start_storage()
+            await self._start_metric_ingest()
+            fanout = await self._start_alerting()
+            await self._start_rules(fanout)
             if self.config.logs.enabled:
-                self.logs = LogService(
-                    self.config.logs,
-                    self.data_dir / "logs",
-                    wal_fsync=self.config.storage.wal.fsync,
-                )
-                assert self.state is not None
-                self.logs.errors.bind(self.state.kv(KV_NAMESPACE), TSDBRuleAppender(self.metrics))
-                await self.logs.start()
-                self.logs.ruler = LogRuler.create(
-                    self.logs,
-                    engine=self.query_engine,
-                    querier_factory=self._rule_querier,
-                    appender=TSDBRuleAppender(self.metrics),
-                    notifier=fanout,
-                    base_dir=self._config_dir(),
-                    external_labels=self.config.global_.external_labels,
-                    external_url=self.external_url,
-                )
-                await self.logs.ruler.start()
+                await self._start_logs(fanout)
             if self.config.traces.enabled:
-                self.traces = TraceService(
-                    self.config.traces,
-                    self.data_dir / "traces",
-                    wal_fsync=self.config.storage.wal.fsync,
-                    metrics=self.metrics,
-                )
-                await self.traces.start()
-            self.sql_sources = SqlSourceService(sql_source_configs(self.config), self.metrics)
-            await self.sql_sources.start()
-            if self.config.finops is not None:
-                self.finops = FinopsService(
-                    FinopsConfig.model_validate(self.config.finops),
-                    self.metrics,
-                    tenant=DEFAULT_TENANT,
-                    engine=self.query_engine,
-                )
-                await self.finops.start()
-            if "freshfoodz" in self.config.packs:
-                objectives = recovery_objectives(self.config)
-                self._background.append(
-                    asyncio.create_task(
-                        rpo.publish_objectives(self.metrics, DEFAULT_TENANT, objectives),
-                        name="recovery-objectives",
-                    )
-                )
+                await self._start_traces()
+            await self._start_packs()
             if self.config.events.enabled:
-                self.events = EventService(
-                    self.config.events,
-                    self.data_dir / "events",
-                    wal_fsync=self.config.storage.wal.fsync,
-                    metrics=self.metrics,
-                )
-                await self.events.start()
+                await self._start_events()
         except BaseException:
             await self._close_storage()
             self._lock.release()
@@ -290,6 +207,136 @@ class Signalroom:
                 "config": self.config.digest(),
             },
         )
+
+    # --- one builder per service, in dependency order -------------------------------------
+
+    async def _start_storage(self) -> None:
+        url = self.config.storage.state_url or f"sqlite:///{self.data_dir / 'state.db'}"
+        self.state = StateStore(url)
+        revision = await asyncio.to_thread(self.state.migrate)
+        log.info("state store ready", extra={"state_revision": revision})
+        self.metrics = await asyncio.to_thread(
+            TSDB(self.data_dir / "metrics", options=tsdb_options(self.config)).open
+        )
+
+    async def _start_metric_ingest(self) -> None:
+        assert self.metrics is not None and self.state is not None
+        self.scraper = ScrapeManager(
+            TSDBAppender(self.metrics), self.config.global_, base_dir=self._config_dir()
+        )
+        await self.scraper.apply_config(self._scrape_configs(self.config))
+        await self.scraper.start()
+        self.pushgateway = PushgatewayService(self.state, self.metrics)
+        await self.pushgateway.start()
+
+    async def _start_alerting(self) -> AlertNotifier:
+        """The built-in alert manager and the fan-out that also feeds external Alertmanagers;
+        returns the fan-out every rule evaluator sends to."""
+        self.alertmanager = AlertManager.from_section(
+            without_delivery_keys(self._alerting_section(self.config)),
+            state=self.state,
+            external_url=self.external_url,
+            base_dir=self._config_dir(),
+            verify=promql_verifier(self.query_engine, self._recovery_querier),
+        )
+        await self.alertmanager.start()
+        fanout, self.notifier = build_alert_notifier(
+            self.config.alerting,
+            local=AlertManagerNotifier(self.alertmanager, asyncio.get_running_loop()),
+            external_labels=self.config.global_.external_labels,
+            base_dir=self._config_dir(),
+        )
+        await self.notifier.start()
+        self._collectors.append(self.notifier.collector())
+        return fanout
+
+    async def _start_rules(self, fanout: AlertNotifier) -> None:
+        assert self.metrics is not None
+        self.rules = RuleManager(
+            self.query_engine,
+            self._rule_querier,
+            TSDBRuleAppender(self.metrics),
+            fanout,
+            external_labels=self.config.global_.external_labels,
+            external_url=self.external_url,
+            default_interval_ms=self.config.global_.evaluation_interval,
+        )
+        await asyncio.to_thread(self.rules.update, self._rule_paths(self.config))
+        await self.rules.start()
+        self._collectors.append(self.rules.collector())
+        for collector in self._collectors:
+            REGISTRY.register(collector)
+
+    async def _start_logs(self, fanout: AlertNotifier) -> None:
+        assert self.metrics is not None and self.state is not None
+        self.logs = LogService(
+            self.config.logs, self.data_dir / "logs", wal_fsync=self.config.storage.wal.fsync
+        )
+        self.logs.errors.bind(self.state.kv(KV_NAMESPACE), TSDBRuleAppender(self.metrics))
+        await self.logs.start()
+        self.logs.ruler = LogRuler.create(
+            self.logs,
+            engine=self.query_engine,
+            querier_factory=self._rule_querier,
+            appender=TSDBRuleAppender(self.metrics),
+            notifier=fanout,
+            base_dir=self._config_dir(),
+            external_labels=self.config.global_.external_labels,
+            external_url=self.external_url,
+        )
+        await self.logs.ruler.start()
+
+    async def _start_traces(self) -> None:
+        self.traces = TraceService(
+            self.config.traces,
+            self.data_dir / "traces",
+            wal_fsync=self.config.storage.wal.fsync,
+            metrics=self.metrics,
+        )
+        await self.traces.start()
+
+    async def _start_events(self) -> None:
+        self.events = EventService(
+            self.config.events,
+            self.data_dir / "events",
+            wal_fsync=self.config.storage.wal.fsync,
+            metrics=self.metrics,
+        )
+        await self.events.start()
+
+    async def _start_packs(self) -> None:
+        """SQL sources, FinOps and the FreshFoodz jobs; the event store they read from starts
+        after them, so they reach it through ``lambda: self.events``."""
+        assert self.metrics is not None and self.state is not None
+        self.sql_sources = SqlSourceService(sql_source_configs(self.config), self.metrics)
+        await self.sql_sources.start()
+        if self.config.finops is not None:
+            finops = FinopsConfig.model_validate(self.config.finops)
+            self.finops = FinopsService(
+                finops,
+                self.metrics,
+                tenant=DEFAULT_TENANT,
+                engine=self.query_engine,
+                events_source=store_events_source(lambda: self.events, finops, DEFAULT_TENANT),
+            )
+            await self.finops.start()
+        if "freshfoodz" in self.config.packs:
+            lead_protection = lead_protection_job(
+                self.config.freshfoodz,
+                sql_sources=sql_source_configs(self.config),
+                tsdb=self.metrics,
+                state=self.state,
+                events=lambda: self.events,
+                evaluation_interval_s=self.config.global_.evaluation_interval / 1000,
+            )
+            objectives = recovery_objectives(self.config)
+            for name, work in (
+                ("recovery-objectives",
+                 rpo.publish_objectives(self.metrics, DEFAULT_TENANT, objectives)),
+                ("lead-protection", lead_protection.run_forever()),
+                ("season-multiplier", publish_season_multiplier(self.metrics, DEFAULT_TENANT)),
+            ):  # fmt: skip
+                self._background.append(asyncio.create_task(work, name=name))
 
     async def stop(self) -> None:
         """Stop background work and flush every buffer to disk before returning."""
@@ -361,6 +408,11 @@ class Signalroom:
     def _recovery_querier(self, now_ms: int) -> Querier:
         assert self.metrics is not None
         return self.metrics.querier(DEFAULT_TENANT, now_ms - 3_600_000, now_ms)
+
+    def _alerting_section(self, config: Config) -> dict[str, Any]:
+        """``alerting:`` with the runbook directories of the enabled packs added."""
+        packs = [*config.packs, *(["finops"] if config.finops is not None else [])]
+        return with_pack_runbooks(config.alerting, packs)
 
     def _rule_paths(self, config: Config) -> list[str]:
         """``rule_files`` globs, relative to the configuration file, as Prometheus reads them,
@@ -439,7 +491,7 @@ class Signalroom:
             await self.alertmanager.apply_config(
                 alerting,
                 parse_extensions(
-                    new.alerting,
+                    self._alerting_section(new),
                     [r.name for r in alerting.receivers],
                     base_dir=self._config_dir(),
                 ),
@@ -583,6 +635,10 @@ def _validate_finops(raw: Any, config: Config, base_dir: Path) -> list[SectionPr
     return _model_problems(FinopsConfig, raw) if raw is not None else []
 
 
+def _validate_freshfoodz(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
+    return _model_problems(FreshfoodzConfig, raw) if raw is not None else []
+
+
 def _validate_packs(raw: Any, config: Config, base_dir: Path) -> list[SectionProblem]:
     available = available_packs()
     return [
@@ -598,6 +654,7 @@ CONFIG_SECTIONS: dict[str, SectionValidator] = {
     "packs": _validate_packs,
     "sql_sources": _validate_list(SqlSourceConfig),
     "finops": _validate_finops,
+    "freshfoodz": _validate_freshfoodz,
     "recovery_objectives": _validate_list(DataClassObjective),
 }
 

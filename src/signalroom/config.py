@@ -251,6 +251,7 @@ class Config(ConfigModel):
     # Raw like scrape_configs: validated by their packages (see app.CONFIG_SECTIONS).
     sql_sources: list[dict[str, Any]] = Field(default_factory=list)
     finops: dict[str, Any] | None = None
+    freshfoodz: dict[str, Any] | None = None
     recovery_objectives: list[dict[str, Any]] | None = None
 
     def digest(self) -> str:

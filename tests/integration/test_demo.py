@@ -1,11 +1,14 @@
 """The demo end to end: a real server with demo-like config, the simulator against it at high
-speed with one incident forced early, and what a user would check afterwards: the alert fired
-and resolved (the webhook sink got both), dashboards have data (PromQL over the scraped web
-shop), the funnel shows the simulated conversion, and a trace leads to its logs."""
+speed with one incident and a seasonal peak forced early, and what a user would check
+afterwards: the alert fired and resolved (the webhook sink got both), dashboards have data
+(PromQL over the scraped web shop, real users' web vitals, the load test's ramp, lead
+protection computed from the CRM's events), the funnel shows the simulated conversion, a trace
+leads to its logs, and the capacity plan measures its baseline on the running server."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -15,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from signalroom.packs.freshfoodz.capacity import capacity_app
 from signalroom.simulate import Incident, RunSummary, run
 from signalroom.simulate.companies.webshop import CONFIGURED_CONVERSION, FUNNEL_STEPS
 from tests.support.server import free_port, running_server
@@ -27,6 +33,7 @@ SPEED = 60.0  # one simulated hour per real minute, as `make run`
 RUN_SECONDS = 40.0
 INCIDENT = "sample_success_drop"
 INCIDENT_REAL = (4.0, 18.0)  # real seconds after the simulator starts
+PEAK_REAL = (20.0, 32.0)
 
 
 class Sink(BaseHTTPRequestHandler):
@@ -86,6 +93,7 @@ scrape_configs:
   - job_name: webshop
     static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]
 rule_files: [demo-rules.yml]
+packs: [freshfoodz]
 alerting:
   route:
     receiver: sink
@@ -102,7 +110,8 @@ alerting:
         schedule = [
             Incident(
                 INCIDENT, INCIDENT_REAL[0] * SPEED, (INCIDENT_REAL[1] - INCIDENT_REAL[0]) * SPEED
-            )
+            ),
+            Incident("seasonal_peak", PEAK_REAL[0] * SPEED, (PEAK_REAL[1] - PEAK_REAL[0]) * SPEED),
         ]
         simulator = threading.Thread(
             target=lambda: result.append(
@@ -177,3 +186,67 @@ alerting:
         assert any("checkout started" in row["line"] for row in logs)
         span_ids = {s["spanID"] for s in trace["spans"]}
         assert {row["spanID"] for row in logs} <= span_ids
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            body = client.get("/api/v1/query", params={"query": expr}).json()
+            assert body["status"] == "success", body
+            result: list[dict[str, Any]] = body["data"]["result"]
+            return result
+
+        # real users' web vitals, beaconed to /api/rum, as histograms by page and device
+        pages = query("sum by (page) (web_vitals_lcp_seconds_count)")
+        assert {r["metric"]["page"] for r in pages} == {"/", "/product/:id", "/checkout"}
+        devices = query("sum by (device) (web_vitals_inp_seconds_count)")
+        assert {r["metric"]["device"] for r in devices} == {"mobile", "desktop"}
+        p75 = query("histogram_quantile(0.75, sum by (le) (web_vitals_lcp_seconds_bucket))")
+        assert 0.5 < float(p75[0]["value"][1]) < 4
+        for vital in ("cls", "fcp_seconds", "ttfb_seconds"):
+            assert query(f"web_vitals_{vital}_count"), vital
+
+        # the seasonal peak: the load test ramped the shop to 5x and pushed its seconds
+        assert len(summary.loadtests) == 1, summary.loadtests
+        peak = summary.loadtests[0]
+        assert peak["requests"] > 100 and peak["failed"] == 0 and peak["push_failures"] == 0
+        planned = query('max_over_time(signalroom_loadtest_planned_rate{test="seasonal-peak"}[5m])')
+        assert float(planned[0]["value"][1]) == pytest.approx(20.0)
+        achieved = query(
+            'max_over_time(signalroom_loadtest_requests_per_second{test="seasonal-peak"}[5m])'
+        )
+        assert float(achieved[0]["value"][1]) >= 15
+        season = query("season_load_multiplier")
+        assert season and float(season[0]["value"][1]) >= 1
+
+        # lead protection computed from the CRM's lead events: reminders fell due and went out
+        def reminders() -> tuple[float, float] | None:
+            due = query("sum(lead_reminder_due_total)")
+            sent = query("sum(lead_reminder_sent_total)")
+            if not due or not sent:
+                return None
+            return float(due[0]["value"][1]), float(sent[0]["value"][1])
+
+        wait_for(lambda: (r := reminders()) is not None and r[0] > 0 and r[0] == r[1], 30,
+                 "lead reminders sent")  # fmt: skip
+        states = query("lead_protection_state")
+        assert len(states) == 5
+        assert sum(float(r["value"][1]) for r in states) > 5
+        titles = {d["title"] for d in client.get("/api/sr/dashboards").json()["data"]}
+        assert "Season War Room" in titles
+
+        # the capacity plan measures its baseline on the running server
+        baseline = tmp_path / "baseline.yml"
+        baseline.write_text(
+            "components:\n"
+            "  - {component: shop, capacity_per_instance: 10, connections_per_instance: 5,\n"
+            "     load_query: 'sum(rate(http_requests_total[10s]))'}\n"
+        )
+        app = typer.Typer()
+        app.add_typer(capacity_app, name="capacity")
+        result = CliRunner().invoke(
+            app,
+            ["capacity", "plan", "-b", str(baseline), "-s", "christmas", "--headroom", "0",
+             "--url", server.url, "--days", "0.01", "--step", "5", "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        component = json.loads(result.output)["components"][0]
+        assert component["target_load_per_second"] > 5 * 15  # the peak was measured, x5
+        assert component["instances"] == math.ceil(component["target_load_per_second"] / 10)

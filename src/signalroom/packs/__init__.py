@@ -8,11 +8,19 @@ promtool unit tests are ``rules/*.test.yml``), ``dashboards/*.json`` (Grafana da
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PACKS_DIR", "Pack", "UnknownPackError", "available_packs", "load_pack"]
+__all__ = [
+    "PACKS_DIR",
+    "Pack",
+    "UnknownPackError",
+    "available_packs",
+    "load_pack",
+    "with_pack_runbooks",
+]
 
 PACKS_DIR = Path(__file__).resolve().parent
 
@@ -78,3 +86,22 @@ def load_pack(name: str) -> Pack:
         known = ", ".join(available_packs()) or "none"
         raise UnknownPackError(f"unknown pack {name!r} (installed: {known})")
     return Pack(name, PACKS_DIR / name)
+
+
+def with_pack_runbooks(alerting: Mapping[str, Any], packs: Sequence[str]) -> dict[str, Any]:
+    """The ``alerting:`` section with the runbook directories of ``packs`` appended to
+    ``escalation.runbooks.dirs``, so the alert manager's runbook library serves them at
+    ``/runbooks/<name>``. The configured directories come first: an operator's own runbook of
+    the same name wins over the pack's. Unknown pack names are left to the packs validator."""
+    dirs = [
+        str(folder)
+        for name in packs
+        if name in available_packs() and (folder := load_pack(name).runbooks_dir()) is not None
+    ]
+    if not dirs:
+        return dict(alerting)
+    escalation = dict(alerting.get("escalation") or {})
+    runbooks = dict(escalation.get("runbooks") or {})
+    runbooks["dirs"] = [*(runbooks.get("dirs") or []), *dirs]
+    escalation["runbooks"] = runbooks
+    return {**alerting, "escalation": escalation}

@@ -34,6 +34,12 @@ def _status(summary: RunSummary, url: str) -> Table:
     counts = summary.funnel_counts
     if counts.get("product_viewed"):
         table.caption = "web-shop funnel: " + " -> ".join(f"{k} {v}" for k, v in counts.items())
+    if summary.loadtests:
+        last = summary.loadtests[-1]
+        table.caption = (table.caption or "") + (
+            f"\nlast seasonal-peak load test: {last['requests']} requests, "
+            f"{last['failed']} failed (Season War Room dashboard)"
+        )
     return table
 
 

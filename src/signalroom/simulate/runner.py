@@ -3,22 +3,29 @@ schedule, and hand each tick's signals to the protocol senders."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
+from signalroom.loadtest.plan import ramp_plan
+from signalroom.loadtest.push import ResultPusher
+from signalroom.loadtest.runner import RunStats, run_plan
 from signalroom.simulate.clock import DEFAULT_SPEED, SimClock, diurnal, rng_for
 from signalroom.simulate.companies import Signals, Tick
 from signalroom.simulate.companies.freshfoodz import FreshFoodz
 from signalroom.simulate.companies.integration import IntegrationLayer
 from signalroom.simulate.companies.marketplace import Marketplace
 from signalroom.simulate.companies.webshop import WebShop
-from signalroom.simulate.scenarios import Incident, active_scenarios, default_schedule
+from signalroom.simulate.scenarios import Incident, active_scenarios, default_schedule, remaining
 from signalroom.simulate.senders import (
     Sender,
     SenderStats,
@@ -27,11 +34,17 @@ from signalroom.simulate.senders import (
     otlp_traces_payload,
     posthog_payload,
     remote_write_payload,
+    rum_payloads,
     sr_events_payload,
 )
 
-#: Port of the simulator's own scrape target (``/metrics``); the demo config scrapes it.
+#: Port of the simulator's own scrape target (``/metrics``); the demo config scrapes it. The
+#: same server answers the shop's product page (``/product/<id>``), the seasonal peak's target.
 DEFAULT_METRICS_PORT = 9464
+#: The seasonal peak: the load test's baseline rate on the product page and the multiplier
+#: (Christmas, seed 002).
+PEAK_BASELINE_RPS = 4.0
+PEAK_MULTIPLIER = 5.0
 
 
 @dataclass
@@ -45,6 +58,8 @@ class RunSummary:
     senders: dict[str, SenderStats] = field(default_factory=dict)
     funnel_counts: dict[str, int] = field(default_factory=dict)
     metrics_url: str = ""
+    loadtests: list[dict[str, Any]] = field(default_factory=list)
+    """One entry per finished seasonal-peak load test: requests, failures, p95, pushed seconds."""
 
 
 class Simulation:
@@ -78,10 +93,19 @@ class Simulation:
             headers["Authorization"] = f"Bearer {token}"
         self.client = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=10)
         self.api_key = token or "demo"
+        self.url = url
+        self.token = token
+        self.shop_url: str | None = None
+        self.peaks: list[threading.Thread] = []
+        self.peak_stop = threading.Event()
         self.senders = {
             name: Sender(name, self.client)
-            for name in ("remote_write", "otlp_metrics", "otlp_traces", "loki", "posthog", "events")
-        }
+            for name in (
+                "remote_write", "otlp_metrics", "otlp_traces", "loki", "posthog", "events", "rum"
+            )
+        }  # fmt: skip
+        self._metrics_app = make_wsgi_app(self.registry)
+        self._latency_rng = random.Random(seed)
         self.start_ns = time.time_ns()
         self.last_real = self.clock.real_elapsed()
         self.summary = RunSummary(senders={k: s.stats for k, s in self.senders.items()})
@@ -100,6 +124,9 @@ class Simulation:
             active=active,
         )
         self.last_real = real
+        if "seasonal_peak" in active and "seasonal_peak" not in self.summary.active:
+            left = remaining(self.schedule, "seasonal_peak", sim_seconds, cycle=self.cycle)
+            self.start_peak(left / self.clock.speed)
         signals = Signals()
         for company in self.companies:
             signals.extend(company.tick(tick))
@@ -129,8 +156,69 @@ class Simulation:
             self.senders["posthog"].submit(posthog_payload(s.posthog_events, self.api_key))
         if s.sr_events:
             self.senders["events"].submit(sr_events_payload(s.sr_events))
+        for payload in rum_payloads(s.rum):
+            self.senders["rum"].submit(payload)
+
+    # ------------------------------------------------------------------ the shop and its peak
+
+    def shop_app(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """The scrape target's WSGI app: ``/metrics``, and the shop's product page, which
+        counts into the web shop's golden signals like the simulated traffic does."""
+        if not environ.get("PATH_INFO", "").startswith("/product/"):
+            metrics: Iterable[bytes] = self._metrics_app(environ, start_response)
+            return metrics
+        seconds = self._latency_rng.lognormvariate(-3.5, 0.3)  # ~30 ms
+        time.sleep(seconds)
+        self.webshop.requests.labels("frontend", "GET", "/product/:id", "200").inc()
+        self.webshop.latency.labels("frontend", "/product/:id").observe(seconds)
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [b"<!doctype html><title>SIMONE shop</title><h1>Spargel, 1 kg</h1>"]
+
+    def start_peak(self, seconds: float) -> None:
+        """Run ``signalroom loadtest``'s ramp against the product page for ``seconds`` (real),
+        pushing its per-second results to signalroom, on a thread of its own."""
+        if self.shop_url is None or seconds < 4:
+            return
+        plan = ramp_plan(
+            f"{self.shop_url}/product/42", baseline_rps=PEAK_BASELINE_RPS,
+            multiplier=PEAK_MULTIPLIER, ramp=seconds / 4, hold=seconds / 2, ramp_down=seconds / 4,
+        )  # fmt: skip
+        labels = {"test": "seasonal-peak", "season": "christmas", "target": "webshop"}
+
+        async def main() -> None:
+            pusher = ResultPusher(self.url, labels, token=self.token)
+            pushing: asyncio.Task[None] | None = None
+            stop = asyncio.Event()
+
+            def tick(stats: RunStats) -> None:
+                nonlocal pushing
+                if self.peak_stop.is_set():
+                    stop.set()
+                if pushing is None or pushing.done():
+                    pushing = asyncio.create_task(pusher.push(stats))
+
+            stats = await run_plan(plan, on_tick=tick, stop=stop)
+            if pushing is not None:
+                await pushing
+            await pusher.push(stats, final=True)
+            await pusher.aclose()
+            latency = stats.latency.percentiles([95.0])[0] if stats.latency.count else None
+            self.summary.loadtests.append(
+                {"requests": stats.requests, "failed": stats.failed,
+                 "p95_seconds": latency, "pushed_seconds": pusher.pushed,
+                 "push_failures": pusher.failures}
+            )  # fmt: skip
+
+        thread = threading.Thread(target=asyncio.run, args=(main(),), name="sim-peak", daemon=True)
+        self.peaks.append(thread)
+        thread.start()
 
     def close(self) -> None:
+        self.peak_stop.set()
+        for thread in self.peaks:
+            thread.join(15)
         for sender in self.senders.values():
             sender.close()
         self.client.close()
@@ -165,8 +253,12 @@ def run(
     sim = Simulation(url, seed=seed, speed=speed, token=token, schedule=schedule, cycle=cycle)
     server = None
     if metrics_port is not None:
-        server, _thread = start_http_server(metrics_port, metrics_host, registry=sim.registry)
-        sim.summary.metrics_url = f"http://{metrics_host}:{server.server_port}/metrics"
+        server = make_server(
+            metrics_host, metrics_port, sim.shop_app, _ThreadingServer, handler_class=_Quiet
+        )
+        threading.Thread(target=server.serve_forever, name="sim-target", daemon=True).start()
+        sim.shop_url = f"http://{metrics_host}:{server.server_port}"
+        sim.summary.metrics_url = f"{sim.shop_url}/metrics"
     stop = stop or threading.Event()
     try:
         deadline = None if duration is None else time.monotonic() + duration
@@ -184,3 +276,12 @@ def run(
             server.shutdown()
             server.server_close()
     return sim.summary
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

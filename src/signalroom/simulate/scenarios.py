@@ -12,6 +12,8 @@ scenario                    what happens                          alert
 ``sample_success_drop``     sample requests succeed ~50 %         SampleSuccessRateLow/Critical
 ``event_flow_stopped``      no cross-module events published      CrossModuleEventFlowStopped
 ``cost_budget_exceeded``    cost per lead ~32 EUR                 CostPerLeadBudgetExceeded
+``seasonal_peak``           ``signalroom loadtest`` ramps the     (none: the war-room
+                            shop to 5x its baseline (Christmas)   dashboard shows the peak)
 ==========================  ====================================  ==========================
 
 Start and duration are simulated seconds; at the default speed (one simulated hour per real
@@ -30,6 +32,7 @@ SCENARIOS: dict[str, str] = {
     "sample_success_drop": "FreshFoodz sample requests succeed ~50 % instead of ~97 %",
     "event_flow_stopped": "the integration layer publishes no cross-module events",
     "cost_budget_exceeded": "cost per lead rises above the 25 EUR budget",
+    "seasonal_peak": "a load test ramps the shop's product page to 5x its baseline rate",
 }
 
 #: One cycle of the default schedule, in simulated seconds (then it repeats).
@@ -61,6 +64,8 @@ def default_schedule() -> list[Incident]:
     minute = 60.0
     return [
         Incident("payment_failures", 20 * minute, 80 * minute),
+        # in the calm gap, within the first two real minutes: a Christmas peak (load test)
+        Incident("seasonal_peak", 102 * minute, 36 * minute),
         Incident("latency_spike", 140 * minute, 60 * minute),
         Incident("sample_success_drop", 240 * minute, 60 * minute),
         # rate(...[1m]) == 0 needs a whole flat minute before ``for`` starts counting
@@ -75,6 +80,18 @@ def active_scenarios(
     """Names of the scenarios running at ``sim_seconds``; with ``cycle`` the schedule repeats."""
     moment = sim_seconds % cycle if cycle else sim_seconds
     return frozenset(i.scenario for i in schedule if i.active_at(moment))
+
+
+def remaining(
+    schedule: Sequence[Incident], scenario: str, sim_seconds: float, *, cycle: float | None
+) -> float:
+    """Simulated seconds left of the running incident of ``scenario`` (0 when none runs)."""
+    moment = sim_seconds % cycle if cycle else sim_seconds
+    return max(
+        (i.start + i.duration - moment for i in schedule
+         if i.scenario == scenario and i.active_at(moment)),
+        default=0.0,
+    )  # fmt: skip
 
 
 def parse_forced(names: Iterable[str]) -> list[str]:

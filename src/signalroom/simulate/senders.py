@@ -233,3 +233,12 @@ def posthog_payload(events: Sequence[dict[str, Any]], api_key: str) -> Payload:
 
 def sr_events_payload(events: Sequence[dict[str, Any]]) -> Payload:
     return Payload("/api/sr/events", json.dumps({"events": list(events)}).encode(), _JSON)
+
+
+def rum_payloads(reports: Sequence[dict[str, Any]], per_request: int = 100) -> list[Payload]:
+    """Web-vitals reports as browsers beacon them (``text/plain`` JSON, at most 100 a body)."""
+    headers = {"Content-Type": "text/plain;charset=UTF-8"}
+    return [
+        Payload("/api/rum", json.dumps(list(reports[i : i + per_request])).encode(), headers)
+        for i in range(0, len(reports), per_request)
+    ]

@@ -31,6 +31,7 @@ from signalroom.web import (
     metrics_ingest,
     metrics_push,
     prometheus_api,
+    rum_api,
     traces_api,
     ui,
 )
@@ -112,6 +113,7 @@ def create_http_app(runtime: Signalroom) -> FastAPI:
     app.include_router(traces_api.router)
     app.include_router(events_api.router)
     app.include_router(inbox.router)
+    app.include_router(rum_api.router)
     app.include_router(ui.router)  # last: its page routes must not shadow an API
     return app
 

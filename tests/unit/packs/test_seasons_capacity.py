@@ -157,3 +157,69 @@ def test_capacity_plan_cli(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["capacity", "plan", "-b", str(baseline), "-s", "easter"])
     assert bad.exit_code == 2
     assert "unknown season" in bad.output
+
+
+def write_traffic(data_dir: Path, now: datetime) -> None:
+    """Two days of http_requests_total every 15 s: instance a at 10/s with one hour at 40/s
+    (30 h ago), instance b at 5/s throughout."""
+    from signalroom.model.labels import Labels
+    from signalroom.tsdb import SampleBatch
+
+    end = int(now.timestamp()) // 15 * 15
+    start = end - 2 * 86_400
+    peak = (end - 30 * 3600, end - 29 * 3600)
+    stamps = list(range(start, end + 1, 15))
+    a, total = [], 0.0
+    for i, t in enumerate(stamps):
+        if i:
+            total += 15 * (40 if peak[0] < t <= peak[1] else 10)
+        a.append(total)
+    b = [5.0 * (t - start) for t in stamps]
+    db = TSDB(data_dir / "metrics", options=TSDBOptions()).open(background=False)
+    try:
+        ms = [t * 1000 for t in stamps]
+        base = {METRIC_NAME: "http_requests_total", "service": "api-leads"}
+        db.append(
+            "default",
+            SampleBatch.from_series(
+                [
+                    (Labels({**base, "instance": "a"}), ms, a),
+                    (Labels({**base, "instance": "b"}), ms, b),
+                ]
+            ),
+        )
+    finally:
+        db.close()
+
+
+def test_capacity_plan_measures_the_baseline_in_the_store(tmp_path: Path) -> None:
+    # hand-computed: the peak of sum(rate(...[5m])) is 40 + 5 = 45/s (the busy hour);
+    # Christmas 5x with 20 % headroom: 45 * 5 * 1.2 = 270/s; 270 / 25 per instance = 10.8 ->
+    # 11 instances; 11 * 20 = 220 connections; queue 270 * 30 s = 8100; by 1 Nov - 21 d
+    write_traffic(tmp_path / "data", datetime.now(UTC))
+    baseline = tmp_path / "baseline.yml"
+    baseline.write_text(
+        "components:\n"
+        "  - {component: api-leads, capacity_per_instance: 25, connections_per_instance: 20,\n"
+        "     queue_buffer_seconds: 30, lead_time_days: 21,\n"
+        "     load_query: 'sum(rate(http_requests_total{service=\"api-leads\"}[5m]))'}\n"
+        "  - {component: worker, load_per_second: 10, capacity_per_instance: 6}\n"
+    )
+    app = typer.Typer()
+    app.add_typer(capacity_app, name="capacity")
+    runner = CliRunner()
+    args = ["capacity", "plan", "-b", str(baseline), "-s", "christmas", "--headroom", "0.2",
+            "--today", "2026-09-01", "--json"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--data-dir", str(tmp_path / "data"), "--days", "7"])
+    assert result.exit_code == 0, result.output
+    got = {c["component"]: c for c in json.loads(result.output)["components"]}
+    assert got["api-leads"]["target_load_per_second"] == 270.0
+    assert (got["api-leads"]["instances"], got["api-leads"]["connections"]) == (11, 220)
+    assert got["api-leads"]["queue_capacity"] == 8100
+    assert got["api-leads"]["provision_by"] == "2026-10-11"
+    assert got["worker"]["instances"] == 10  # from the file, as before
+    # the busy hour is outside the last day: the peak is the plain 15/s
+    short = runner.invoke(app, [*args, "--data-dir", str(tmp_path / "data"), "--days", "1"])
+    assert json.loads(short.output)["components"][0]["target_load_per_second"] == 90.0
+    missing = runner.invoke(app, args)
+    assert missing.exit_code == 2 and "needs --url or --data-dir" in missing.output

@@ -10,7 +10,7 @@ from signalroom.packs.finops.costs import (
     SalesTimeSource,
     compute_costs,
 )
-from signalroom.packs.finops.service import FinopsService, window_bounds
+from signalroom.packs.finops.service import FinopsService, store_events_source, window_bounds
 
 __all__ = [
     "AiCostSource",
@@ -22,5 +22,6 @@ __all__ = [
     "FixedMonthlyCost",
     "SalesTimeSource",
     "compute_costs",
+    "store_events_source",
     "window_bounds",
 ]

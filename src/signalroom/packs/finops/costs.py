@@ -67,18 +67,29 @@ class _Model(BaseModel):
 
 
 class AiEventsSpec(_Model):
-    """Which captured events carry AI token usage, and where."""
+    """Which captured events carry AI token usage, and where (e.g. ``ai_usage`` events with
+    ``{model, tokens}``, or ``{model, input_tokens, output_tokens}``)."""
 
     event: str = "ai_completion"
-    tokens_property: str = "tokens"
+    tokens_property: str = "tokens"  # without it: the sum of the input/output properties
+    input_tokens_property: str = "input_tokens"
+    output_tokens_property: str = "output_tokens"
     user_property: str = "user_id"  # falls back to the event's distinct_id
+    model_property: str = "model"
 
 
 class AiCostSource(_Model):
+    """``price_per_1k_tokens`` applies to every model not in ``model_prices_per_1k_tokens``."""
+
     name: str = "ai"
     price_per_1k_tokens: float = Field(ge=0)
+    model_prices_per_1k_tokens: dict[str, float] = Field(default_factory=dict)
     tokens_query: str | None = None
     events: AiEventsSpec | None = None
+
+    def price_per_token(self, model: str | None) -> float:
+        price = self.model_prices_per_1k_tokens.get(model or "", self.price_per_1k_tokens)
+        return price / 1000.0
 
     @model_validator(mode="after")
     def _one_input(self) -> AiCostSource:
@@ -178,13 +189,23 @@ def ai_items_from_tokens(
     ]
 
 
+def _event_tokens(spec: AiEventsSpec, props: Mapping[str, Any]) -> float:
+    if props.get(spec.tokens_property) is not None:
+        tokens = float(props[spec.tokens_property])
+    else:
+        tokens = float(props.get(spec.input_tokens_property) or 0) + float(
+            props.get(spec.output_tokens_property) or 0
+        )
+    return tokens if math.isfinite(tokens) and tokens > 0 else 0.0
+
+
 def ai_items_from_events(
     source: AiCostSource, events: Iterable[Mapping[str, Any]], w0: datetime, w1: datetime
 ) -> list[CostItem]:
-    """AI cost from captured events in [w0, w1)."""
+    """AI cost from captured events in [w0, w1): tokens x the price of the event's model."""
     spec = source.events
     assert spec is not None
-    tokens: dict[str, float] = defaultdict(float)
+    cost: dict[str, float] = defaultdict(float)
     for ev in events:
         if ev.get("event") != spec.event:
             continue
@@ -194,10 +215,14 @@ def ai_items_from_events(
         props = ev.get("properties") or {}
         user = props.get(spec.user_property) or ev.get("distinct_id") or ""
         try:
-            tokens[str(user)] += float(props.get(spec.tokens_property) or 0)
+            tokens = _event_tokens(spec, props)
         except (TypeError, ValueError):
             continue
-    return ai_items_from_tokens(source, tokens)
+        model = props.get(spec.model_property)
+        cost[str(user)] += tokens * source.price_per_token(str(model) if model else None)
+    return [
+        CostItem("ai", amount, user_id=user or None) for user, amount in cost.items() if amount > 0
+    ]
 
 
 def cur_items(source: CurCsvSource, w0: datetime, w1: datetime) -> list[CostItem]:

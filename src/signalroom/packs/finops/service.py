@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from signalroom.packs.events import read_events
 from signalroom.packs.finops.costs import (
     CostItem,
     CostReport,
@@ -28,12 +29,29 @@ from signalroom.packs.finops.costs import (
 from signalroom.promql.engine import Engine
 from signalroom.tsdb import TSDB, AppendResult, MetricMetadata, SampleBatch
 
-__all__ = ["METADATA", "EventsSource", "FinopsService", "window_bounds"]
+__all__ = ["METADATA", "EventsSource", "FinopsService", "store_events_source", "window_bounds"]
 
 log = logging.getLogger("signalroom.packs.finops")
 
 EventsSource = Callable[[datetime, datetime], Iterable[Mapping[str, Any]]]
 """Captured events in [start, end) (PostHog shape: event, distinct_id, timestamp, properties)."""
+
+
+def store_events_source(
+    events: Callable[[], Any], config: FinopsConfig, tenant: str = "default"
+) -> EventsSource:
+    """The AI-usage events of ``config`` from the events store (``events`` returns the running
+    ``EventService``, or None)."""
+    names = sorted({ai.events.event for ai in config.ai if ai.events is not None})
+
+    def source(start: datetime, end: datetime) -> list[dict[str, Any]]:
+        return [
+            {"event": e, "distinct_id": user, "timestamp": at, "properties": props}
+            for e, user, at, props in read_events(events(), tenant, names, start, end)
+        ]
+
+    return source
+
 
 METADATA = (
     MetricMetadata("finops_cost_per_lead", "gauge", "Cost per lead in EUR"),

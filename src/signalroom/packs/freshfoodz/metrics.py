@@ -11,8 +11,10 @@ objects) works: a SQL query, a CSV, an event replay. Series written:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from signalroom.model.labels import METRIC_NAME, Labels
@@ -32,13 +34,17 @@ __all__ = [
     "holds_from_rows",
     "lead_protection_series",
     "leads_from_rows",
+    "publish_season_multiplier",
     "reminders_due_by_kind",
     "season_series",
+    "series_from_states",
     "write_lead_protection_metrics",
     "write_season_multiplier",
 ]
 
 Row = Mapping[str, Any]
+
+log = logging.getLogger("signalroom.packs.freshfoodz")
 
 METADATA = (
     MetricMetadata("lead_protection_state", "gauge", "Current lead protection state counts"),
@@ -92,7 +98,15 @@ def lead_protection_series(
     sent: Iterable[Row] = (),
 ) -> list[tuple[Labels, float]]:
     """The series values at ``now``. ``sent`` rows carry ``sent_at`` and ``reminder`` (kind)."""
-    states = evaluate(leads_from_rows(leads), holds_from_rows(holds), now)
+    return series_from_states(
+        evaluate(leads_from_rows(leads), holds_from_rows(holds), now), now, sent
+    )
+
+
+def series_from_states(
+    states: Sequence[LeadState], now: datetime, sent: Iterable[Row] = ()
+) -> list[tuple[Labels, float]]:
+    """The series values of already evaluated lead states."""
     out: list[tuple[Labels, float]] = [
         (Labels({METRIC_NAME: "lead_protection_state", "state": state}), float(count))
         for state, count in state_counts(states).items()
@@ -151,3 +165,19 @@ async def write_season_multiplier(
         [MetricMetadata("season_load_multiplier", "gauge", "Seasonal load multiplier (1 = base)")],
     )
     return await tsdb.append_async(tenant, batch)
+
+
+async def publish_season_multiplier(
+    tsdb: TSDB,
+    tenant: str = "default",
+    calendar: SeasonCalendar = DEFAULT_CALENDAR,
+    interval: timedelta = timedelta(minutes=1),
+) -> None:
+    """Write ``season_load_multiplier`` every ``interval`` until cancelled (run it as a task),
+    so rules and the war-room dashboard always see the current season."""
+    while True:
+        try:
+            await write_season_multiplier(tsdb, tenant, datetime.now(UTC), calendar)
+        except Exception:  # a full disk must not end the loop
+            log.exception("season_load_multiplier")
+        await asyncio.sleep(interval.total_seconds())

@@ -72,6 +72,8 @@ class Signals:
     logs: list[LogLine] = field(default_factory=list)
     posthog_events: list[dict[str, Any]] = field(default_factory=list)
     sr_events: list[dict[str, Any]] = field(default_factory=list)
+    rum: list[dict[str, Any]] = field(default_factory=list)
+    """Web-vitals reports as the ``web-vitals`` library sends them to ``/api/rum``."""
 
     def extend(self, other: Signals) -> None:
         self.remote_write += other.remote_write
@@ -80,6 +82,7 @@ class Signals:
         self.logs += other.logs
         self.posthog_events += other.posthog_events
         self.sr_events += other.sr_events
+        self.rum += other.rum
 
 
 class Counters:

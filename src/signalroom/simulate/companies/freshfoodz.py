@@ -1,11 +1,16 @@
-"""FreshFoodz B2B food CRM (seed 000): leads, lead-protection holds and reminders, sample
-requests, event catering, AI token usage and sales time; sent by remote write, plus the CRM's
-business events through ``/api/sr/events``."""
+"""FreshFoodz B2B food CRM (seed 000): leads and stop-clock holds (as events, from which
+signalroom's lead-protection job sends the reminders), sample requests, event catering, AI token
+usage and sales time; sent by remote write, plus the CRM's business events through
+``/api/sr/events``."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import Any
+
 import numpy as np
 
+from signalroom.packs.freshfoodz.lead_protection import BERLIN, add_months
 from signalroom.simulate.companies import Counters, Signals, Tick, iso
 
 _SOURCES = ("website", "trade_fair", "referral", "cold_call")
@@ -24,6 +29,33 @@ class FreshFoodz:
         self.counters = Counters()
         self.holds_active = 12.0
         self.leads = 0
+        self.open_holds: list[tuple[str, str]] = []
+
+    def _event(self, name: str, tick: Tick, lead_id: str, **props: Any) -> dict[str, Any]:
+        return {
+            "event_name": name,
+            "user_id": f"sales-{self.leads % 7}",
+            "timestamp": iso(tick.now_ns),
+            "properties": {"lead_id": lead_id, **props},
+        }
+
+    def _lead(self, tick: Tick, out: Signals, source: str) -> None:
+        """A lead for signalroom's lead-protection job (it reads these events). A third are
+        imported from last spring's trade fair: their protection reaches the reminder phase
+        within the next minute, so the demo shows reminders falling due and being sent."""
+        rng, lead_id = self.rng, f"lead-{self.leads}"
+        props: dict[str, Any] = {"source": source}
+        if rng.random() < 0.35:
+            now = datetime.fromtimestamp(tick.now_ns / 1e9, BERLIN)
+            created = add_months(now, -6) + timedelta(seconds=float(rng.uniform(0, 60)))
+            props = {"source": "trade_fair_import", "created_at": created.isoformat()}
+        out.sr_events.append(self._event("lead_created", tick, lead_id, **props))
+        if rng.random() < 0.1:
+            hold_id = f"hold-{self.leads}"
+            self.open_holds.append((lead_id, hold_id))
+            out.sr_events.append(
+                self._event("lead_hold_started", tick, lead_id, hold_id=hold_id, reason="tasting")
+            )
 
     def tick(self, tick: Tick) -> Signals:
         rng, c, out = self.rng, self.counters, Signals()
@@ -33,15 +65,12 @@ class FreshFoodz:
             c.add("leads_created_total", n, source=source)
             for _ in range(n):
                 self.leads += 1
-                out.sr_events.append(
-                    {"event_name": "lead_created", "user_id": f"sales-{self.leads % 7}",
-                     "timestamp": iso(tick.now_ns),
-                     "properties": {"lead_id": f"lead-{self.leads}", "source": source}}
-                )  # fmt: skip
-        # lead protection: every due reminder is sent in the same tick (the SLA holds)
-        due = int(rng.poisson(0.5 * seconds))
-        c.add("lead_reminder_due_total", due)
-        c.add("lead_reminder_sent_total", due)
+                self._lead(tick, out, source)
+        # stop-clock holds end after a while
+        for lead_id, hold_id in list(self.open_holds):
+            if rng.random() < 0.05 * seconds:
+                self.open_holds.remove((lead_id, hold_id))
+                out.sr_events.append(self._event("lead_hold_ended", tick, lead_id, hold_id=hold_id))
         self.holds_active = max(0.0, self.holds_active + float(rng.normal(0, 0.5)))
         # sample requests: success rate ~97 %, ~50 % during the incident (a courier lost a day's
         # samples), deep enough that a one-minute rate crosses 85 % within seconds

@@ -1,6 +1,7 @@
-"""SIMONE web shop (seed 003): HTTP golden signals behind a gateway, web vitals, logs and
-traces across frontend -> backend -> payment -> database, and the eight business events with
-a plausible funnel (product_viewed -> add_to_cart -> checkout_started -> purchase_completed)."""
+"""SIMONE web shop (seed 003): HTTP golden signals behind a gateway, web vitals (real-user
+reports to ``/api/rum``), logs and traces across frontend -> backend -> payment -> database,
+and the eight business events with a plausible funnel (product_viewed -> add_to_cart ->
+checkout_started -> purchase_completed)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ _SHARES = np.array([r[3] for r in ROUTES]) / sum(r[3] for r in ROUTES)
 _CHECKOUT = np.array([r[2] in ("/checkout", "/api/checkout", "/charge") for r in ROUTES])
 _BACKEND = np.array([r[0] == "backend" for r in ROUTES])
 _BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Pages reporting web vitals, with their median LCP (ms) in normal operation.
+_PAGES = (("/", 1200.0), ("/product/:id", 1500.0), ("/checkout", 1700.0))
 _CATEGORIES = ("vegetables", "fruit", "dairy", "bakery", "drinks")
 
 
@@ -54,18 +57,6 @@ class WebShop:
             "http_request_duration_seconds", "HTTP request latency.",
             ["service", "route"], buckets=_BUCKETS, registry=registry,
         )  # fmt: skip
-        self.lcp = Histogram(
-            "web_vitals_lcp_seconds", "Largest Contentful Paint.", ["page"],
-            buckets=(1.0, 2.5, 4.0, 6.0), registry=registry,
-        )  # fmt: skip
-        self.inp = Histogram(
-            "web_vitals_inp_seconds", "Interaction to Next Paint.", ["page"],
-            buckets=(0.1, 0.2, 0.5, 1.0), registry=registry,
-        )  # fmt: skip
-        self.cls = Histogram(
-            "web_vitals_cls", "Cumulative Layout Shift.", ["page"],
-            buckets=(0.05, 0.1, 0.25, 0.5), registry=registry,
-        )  # fmt: skip
         self.pg_up = Gauge("pg_up", "PostgreSQL reachable.", registry=registry)
         self.memory = Gauge(
             "container_memory_usage_bytes", "Container memory.", ["container"], registry=registry
@@ -78,10 +69,36 @@ class WebShop:
             self.memory_limit.labels(container).set(512 * 2**20)
         self.pg_up.set(1)
         self.users = 0
+        self.page_views = 0
         self.orders = 0
         self.funnel_counts = dict.fromkeys((s for s, _ in FUNNEL_STEPS), 0)
 
     # ------------------------------------------------------------------ golden signals
+
+    def _web_vitals(self, tick: Tick, out: Signals) -> None:
+        """What the shop's pages report through the web-vitals library: one report per vital
+        and page view, slower pages while the backend is slow."""
+        rng = self.rng
+        slow = 2.5 if "latency_spike" in tick.active else 1.0
+        for route, lcp_median in _PAGES:
+            for _ in range(int(rng.poisson(2 * tick.real_seconds))):
+                self.page_views += 1
+                page = route.replace(":id", str(int(rng.integers(1, 400))))
+                device = "mobile" if rng.random() < 0.6 else "desktop"
+                ttfb = float(rng.lognormal(np.log(250 * slow), 0.4))
+                values = {
+                    "TTFB": ttfb,
+                    "FCP": ttfb + float(rng.lognormal(np.log(700), 0.35)),
+                    "LCP": float(rng.lognormal(np.log(lcp_median * slow), 0.35)),
+                    "INP": float(rng.lognormal(np.log(120 * slow), 0.5)),
+                    "CLS": round(float(rng.exponential(0.05)), 4),
+                }
+                for name, value in values.items():
+                    out.rum.append(
+                        {"name": name, "value": round(value, 2),
+                         "id": f"v4-{self.page_views}-{name}", "navigationType": "navigate",
+                         "route": route, "page": page, "device": device}
+                    )  # fmt: skip
 
     def _http(self, tick: Tick) -> None:
         rng = self.rng
@@ -104,11 +121,6 @@ class WebShop:
                 observe = self.latency.labels(service, route).observe
                 for seconds in rng.lognormal(np.log(medians[i]), 0.5, int(per_route[i])):
                     observe(float(seconds))
-        for page in ("/", "/product/:id", "/checkout"):
-            for _ in range(int(rng.poisson(2 * tick.real_seconds))):
-                self.lcp.labels(page).observe(float(rng.lognormal(np.log(1.8), 0.35)))
-                self.inp.labels(page).observe(float(rng.lognormal(np.log(0.12), 0.5)))
-                self.cls.labels(page).observe(float(rng.exponential(0.05)))
         for container, base in (("frontend", 180), ("backend", 260), ("payment", 120)):
             self.memory.labels(container).set(float(base * 2**20 * rng.uniform(0.95, 1.05)))
 
@@ -227,5 +239,6 @@ class WebShop:
     def tick(self, tick: Tick) -> Signals:
         out = Signals()
         self._http(tick)
+        self._web_vitals(tick, out)
         self._visitors(tick, out)
         return out
