@@ -231,6 +231,11 @@ alerting:
         assert sum(float(r["value"][1]) for r in states) > 5
         titles = {d["title"] for d in client.get("/api/sr/dashboards").json()["data"]}
         assert "Season War Room" in titles
+        # the enabled packs' runbooks are served next to the configured ones
+        runbook = client.get("/runbooks/settings-sync-failure")
+        assert runbook.status_code == 200, runbook.text
+        assert "settings" in runbook.text.lower()
+        assert client.get("/runbooks/lead-protection-reminders").status_code == 200
 
         # the capacity plan measures its baseline on the running server
         baseline = tmp_path / "baseline.yml"
