@@ -6,6 +6,11 @@ tenant's Parquet files plus the buffer for the asked time range. Property values
 the JSON ``properties`` column. Names that end up in SQL (properties, intervals) are checked
 against strict patterns; values are quoted literals.
 
+With an :class:`~signalroom.events.index.EventIndex` (the service always has one unless
+``events.index_max_rows`` is 0), funnels without step filters or breakdown and active users
+run in NumPy on it (:mod:`signalroom.events.vectorised`) with the same results; the tests run
+both engines.
+
 Funnel semantics (documented where they differ from PostHog): ``ordered`` starts at each
 user's first step-1 event in the range and takes, step by step, the first matching event after
 the previous step within the conversion window (Mixpanel's rule; PostHog also tries later
@@ -26,6 +31,8 @@ from typing import Any, Literal
 
 import duckdb
 
+from signalroom.events import vectorised
+from signalroom.events.index import EventIndex
 from signalroom.events.store import EventStore
 
 __all__ = [
@@ -158,11 +165,16 @@ class FunnelStep:
 
 
 class Analytics:
-    """Queries over one :class:`EventStore`."""
+    """Queries over one :class:`EventStore`. With an ``index``, funnels without step filters or
+    breakdown and active users run on it in NumPy (:mod:`signalroom.events.vectorised`);
+    everything else, and everything without one, runs in DuckDB."""
 
-    def __init__(self, store: EventStore, *, threads: int = 2) -> None:
+    def __init__(
+        self, store: EventStore, *, threads: int = 2, index: EventIndex | None = None
+    ) -> None:
         self.store = store
         self.threads = threads
+        self.index = index
 
     def _connect(
         self, tenant: str, start: datetime | None, end: datetime | None
@@ -281,6 +293,20 @@ class Analytics:
             raise AnalyticsError("conversion window must be positive")
         start, end = self._range(date_from, date_to, default_days=30)
         window = int(window_s * 1e9)
+        if self.index is not None and breakdown is None and not any(s.filters for s in steps):
+            fast = {
+                "ordered": vectorised.ordered_funnel,
+                "strict": vectorised.strict_funnel,
+                "unordered": vectorised.unordered_funnel,
+            }[order]
+            stats = fast(self.index, tenant, [s.event for s in steps], window, _ns(start), _ns(end))
+            return {
+                "order": order,
+                "window_seconds": window_s,
+                "date_from": start.isoformat(),
+                "date_to": end.isoformat(),
+                **self._funnel_steps(steps, stats),
+            }
         # events after the range still convert users who entered within it
         con = self._connect(tenant, start, end + timedelta(seconds=window_s))
         conds = [f"(event = {_lit(s.event)}{_where_props(s.filters)})" for s in steps]
@@ -549,10 +575,28 @@ class Analytics:
             if w not in sizes:
                 raise AnalyticsError(f"window {w!r}: use dau, wau or mau")
         longest = max((sizes[w] for w in windows), default=1)
-        con = self._connect(tenant, start - timedelta(days=longest - 1), end)
         days = _buckets(start, end, "day")
-        where = f"WHERE event = {_lit(event)}" if event else ""
         out: dict[str, Any] = {"labels": [d.isoformat() + "Z" for d in days]}
+        if self.index is not None:
+            out.update(
+                vectorised.active_users(
+                    self.index,
+                    tenant,
+                    event or None,
+                    {w: sizes[w] for w in windows},
+                    _ns(start - timedelta(days=longest - 1)),
+                    _ns(end),
+                    int(start.timestamp()) // 86_400,
+                    len(days),
+                )
+            )
+            if "dau" in out and "mau" in out:
+                out["dau_mau_ratio"] = [
+                    a / b if b else 0.0 for a, b in zip(out["dau"], out["mau"], strict=True)
+                ]
+            return out
+        con = self._connect(tenant, start - timedelta(days=longest - 1), end)
+        where = f"WHERE event = {_lit(event)}" if event else ""
         try:
             index = {d: i for i, d in enumerate(days)}
             # One (user, day) projection serves every window: integer days and hashed user

@@ -166,6 +166,9 @@ class EventsConfig(_Model):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     flush_rows: int = Field(default=500_000, gt=0)
     flush_interval: DurationMs = 60_000
+    index_max_rows: int = Field(default=30_000_000, ge=0)
+    """Rows of the in-memory analytics index (12 bytes each) that funnels and active users
+    run on; 0 turns it off (every query then scans the Parquet files with DuckDB)."""
     sql_max_rows: int = Field(default=10_000, gt=0)
     sql_timeout: DurationMs = 30_000
     query_timeout: DurationMs = 60_000

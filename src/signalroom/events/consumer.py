@@ -30,7 +30,7 @@ from signalroom.events.queue import EventQueue, QueueItem, decode_item
 from signalroom.events.schemas.registry import EventSchema, SchemaRegistry
 from signalroom.events.store import EVENT_SCHEMA, DeadLetterQueue, EventStore
 
-__all__ = ["BatchResult", "Consumer", "RecentIds", "apply_pii"]
+__all__ = ["BatchResult", "Consumer", "RecentIds", "apply_pii", "mark_oversize"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,19 @@ def apply_pii(
             else:
                 out[name] = hasher(props[name])
     return props if out is None else out
+
+
+def mark_oversize(records: Sequence[dict[str, Any]], limit: int) -> None:
+    """Turn events whose properties exceed ``limit`` bytes (as JSON) into dead letters. Only
+    events that could be that big are measured (a cheap bound: more than 50 properties)."""
+    for record in records:
+        props = record.get("props")
+        if isinstance(props, dict) and len(props) > 50 and "error" not in record:
+            size = len(json.dumps(props, default=str))
+            if size > limit:
+                record["error"] = f"event of {size} bytes exceeds max_event_bytes ({limit})"
+                record["raw"] = {"event": record.get("event"), "uuid": record.get("id")}
+                record["props"] = {}
 
 
 @dataclass
@@ -139,6 +152,7 @@ class Consumer:
         batch_events: int = 100,
         batch_interval_s: float = 1.0,
         max_batch_events: int = 20_000,
+        max_event_bytes: int = 2**20,
     ) -> None:
         self.queue = queue
         self.store = store
@@ -150,6 +164,7 @@ class Consumer:
         self.batch_events = batch_events
         self.batch_interval_s = batch_interval_s
         self.max_batch_events = max_batch_events
+        self.max_event_bytes = max_event_bytes
         self._lock = threading.Lock()
         self.batches = 0
         self.last_error: str | None = None
@@ -234,7 +249,7 @@ class Consumer:
 
         for item in items:
             try:
-                tenant, records = decode_item(item.payload)
+                tenant, records = decode_item(item.payload, item.parsed)
             except (ValueError, KeyError, TypeError) as exc:
                 dead(
                     "default",
@@ -242,6 +257,7 @@ class Consumer:
                     f"undecodable queue record: {exc}",
                 )
                 continue
+            mark_oversize(records, self.max_event_bytes)
             cols = columns.get(tenant)
             if cols is None:
                 cols = columns[tenant] = _Columns()

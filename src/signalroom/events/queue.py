@@ -19,13 +19,26 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from signalroom.ingest.posthog import parse_posthog, posthog_envelope
 from signalroom.storage.wal import WAL, FsyncPolicy
 
-__all__ = ["EventQueue", "QueueFull", "QueueItem", "WALEventQueue", "decode_item", "encode_item"]
+__all__ = [
+    "EventQueue",
+    "QueueFull",
+    "QueueItem",
+    "RawCapture",
+    "WALEventQueue",
+    "count_events",
+    "decode_item",
+    "encode_item",
+]
+
+# Parsed bodies are kept in memory for the consumer only while the backlog is short.
+_KEEP_PARSED_EVENTS = 200_000
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +49,63 @@ class QueueFull(Exception):
 
 @dataclass(frozen=True)
 class QueueItem:
-    """One captured request's events as the queue holds them (undecoded)."""
+    """One captured request's events as the queue holds them (undecoded), and while in memory
+    the parsed body of a :class:`RawCapture` (so the consumer need not parse it again)."""
 
     id: int
     payload: bytes
     events: int
     enqueued_at: float  # time.time() when it was put (or replayed)
+    parsed: Any = field(default=None, compare=False, repr=False)
 
 
-def encode_item(tenant: str, records: list[dict[str, Any]]) -> bytes:
+@dataclass(frozen=True)
+class RawCapture:
+    """A PostHog capture body queued as sent (decompressed JSON text); the consumer turns it
+    into records. Capture then costs one JSON parse (to answer 400 for a bad body) and one
+    WAL append, instead of also building and encoding records. ``id_seed`` makes the ids
+    given to events without a ``uuid`` the same every time the body is parsed."""
+
+    body: bytes
+    now_ns: int
+    events: int
+    id_seed: int
+    parsed: Any = field(default=None, compare=False, repr=False)
+
+
+# Items are JSON {"t": tenant, "r": records}, or this byte, a JSON header line and a raw body.
+_RAW = b"\x00"
+
+
+def encode_item(tenant: str, records: list[dict[str, Any]] | RawCapture) -> bytes:
+    if isinstance(records, RawCapture):
+        header = {"t": tenant, "k": "posthog", "now": records.now_ns, "seed": records.id_seed}
+        return _RAW + json.dumps(header, separators=(",", ":")).encode() + b"\n" + records.body
     return json.dumps({"t": tenant, "r": records}, separators=(",", ":"), default=str).encode()
 
 
-def decode_item(payload: bytes) -> tuple[str, list[dict[str, Any]]]:
+def decode_item(payload: bytes, parsed: Any = None) -> tuple[str, list[dict[str, Any]]]:
+    """The tenant and capture records of an item; ``parsed`` is its body already parsed.
+    Raises ValueError (or KeyError, TypeError) for an item that cannot be read."""
+    if payload[:1] == _RAW:
+        end = payload.index(b"\n")
+        header = json.loads(payload[1:end])
+        body = parsed if parsed is not None else json.loads(payload[end + 1 :])
+        batch = parse_posthog(body, now_ns=int(header["now"]), id_seed=int(header["seed"]))
+        return str(header["t"]), batch.records
     data = json.loads(payload)
     return str(data["t"]), list(data["r"])
+
+
+def count_events(payload: bytes) -> int:
+    """Events in an item, for the queue depth after a restart (1 if it cannot be read)."""
+    try:
+        if payload[:1] == _RAW:
+            end = payload.index(b"\n")
+            return len(posthog_envelope(json.loads(payload[end + 1 :])).events)
+        return len(decode_item(payload)[1])
+    except (ValueError, KeyError, TypeError):
+        return 1  # the consumer dead-letters it
 
 
 class EventQueue(Protocol):
@@ -60,7 +115,7 @@ class EventQueue(Protocol):
 
     async def close(self) -> None: ...
 
-    async def put(self, tenant: str, records: list[dict[str, Any]]) -> int:
+    async def put(self, tenant: str, records: list[dict[str, Any]] | RawCapture) -> int:
         """Enqueue durably; return the item id. Raises :class:`QueueFull`."""
         ...
 
@@ -128,7 +183,7 @@ class WALEventQueue:
         self._covered = self._wal.checkpoint_lsn
         seen: set[int] = set()
         for lsn, payload in self._wal.replay():
-            events = _count_events(payload)
+            events = count_events(payload)
             self._ready.append(QueueItem(lsn, payload, events, time.time()))
             self._ready_events += events
             seen.add(lsn)
@@ -150,8 +205,8 @@ class WALEventQueue:
 
     # ------------------------------------------------------------------ producer
 
-    async def put(self, tenant: str, records: list[dict[str, Any]]) -> int:
-        count = len(records)
+    async def put(self, tenant: str, records: list[dict[str, Any]] | RawCapture) -> int:
+        count = records.events if isinstance(records, RawCapture) else len(records)
         if self.depth_events + count > self.max_depth_events:
             raise QueueFull(
                 f"event queue holds {self.depth_events} events (max_depth_events "
@@ -163,7 +218,10 @@ class WALEventQueue:
             lsn = await self._wal.append_async([payload])
         finally:
             self._pending_events -= count
-        self._ready.append(QueueItem(lsn, payload, count, time.time()))
+        parsed = records.parsed if isinstance(records, RawCapture) else None
+        if self._ready_events > _KEEP_PARSED_EVENTS:
+            parsed = None
+        self._ready.append(QueueItem(lsn, payload, count, time.time(), parsed))
         self._ready_events += count
         assert self._wakeup is not None
         self._wakeup.set()
@@ -244,10 +302,3 @@ class WALEventQueue:
         if self._ready:
             oldest.append(self._ready[0].enqueued_at)
         return max(0.0, time.time() - min(oldest)) if oldest else 0.0
-
-
-def _count_events(payload: bytes) -> int:
-    try:
-        return len(decode_item(payload)[1])
-    except (ValueError, KeyError, TypeError):
-        return 1  # the consumer dead-letters it

@@ -20,8 +20,9 @@ from typing import Any
 from signalroom.events.analytics import Analytics
 from signalroom.events.config import EventsConfig
 from signalroom.events.consumer import Consumer
+from signalroom.events.index import EventIndex
 from signalroom.events.metrics import CONSUMER_LAG, DLQ_SIZE, QUEUE_DEPTH, EventMetrics
-from signalroom.events.queue import EventQueue, QueueFull, WALEventQueue
+from signalroom.events.queue import EventQueue, QueueFull, RawCapture, WALEventQueue
 from signalroom.events.schemas.registry import SchemaRegistry, pii_hasher
 from signalroom.events.store import DeadLetterQueue, EventStore
 from signalroom.storage.wal import FsyncPolicy
@@ -92,8 +93,14 @@ class EventService:
             batch_events=config.queue.batch_events,
             batch_interval_s=config.queue.batch_interval / 1000,
             max_batch_events=config.queue.max_batch_events,
+            max_event_bytes=config.max_event_bytes,
         )
-        self.analytics = Analytics(self.store)
+        self.index = (
+            EventIndex(self.store, max_rows=config.index_max_rows)
+            if config.index_max_rows
+            else None
+        )
+        self.analytics = Analytics(self.store, index=self.index)
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -138,21 +145,25 @@ class EventService:
         self.consumer.batch_events = config.queue.batch_events
         self.consumer.batch_interval_s = config.queue.batch_interval / 1000
         self.consumer.max_batch_events = config.queue.max_batch_events
+        self.consumer.max_event_bytes = config.max_event_bytes
         self.dlq.max_entries = config.dlq_max_entries
         if isinstance(self.queue, WALEventQueue):
             self.queue.max_depth_events = config.queue.max_depth_events
         self.store.table.flush_rows = config.flush_rows
+        if self.index is not None and config.index_max_rows:
+            self.index.max_rows = config.index_max_rows  # turning it on or off needs a restart
         self.store.table.flush_interval_s = config.flush_interval / 1000
 
     # ------------------------------------------------------------------ capture
 
-    async def capture(self, tenant: str, records: list[dict[str, Any]]) -> int:
-        """Enqueue capture records durably (see :mod:`signalroom.ingest.posthog`); once this
-        returns they survive a crash. Raises :class:`QueueFull`."""
-        if not records:
-            return 0
-        await self.queue.put(tenant, records)
-        return len(records)
+    async def capture(self, tenant: str, records: list[dict[str, Any]] | RawCapture) -> int:
+        """Enqueue capture records (see :mod:`signalroom.ingest.posthog`) or a PostHog body
+        durably; once this returns they survive a crash. Returns the number of events.
+        Raises :class:`QueueFull`."""
+        count = records.events if isinstance(records, RawCapture) else len(records)
+        if count:
+            await self.queue.put(tenant, records)
+        return count
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until every captured event is stored or dead-lettered."""
@@ -184,6 +195,9 @@ class EventService:
         stored event and dead letter of ``user_id`` is removed."""
         await self.consumer.drain()
         events = await asyncio.to_thread(self.store.delete_user, tenant, user_id)
+        if self.index is not None:
+            self.index.forget_user(tenant, user_id)
+            await asyncio.to_thread(self.index.refresh)  # drop the rewritten files' entries
         letters = await asyncio.to_thread(self.dlq.delete_user, tenant, user_id)
         log.info("events: erased user", extra={"events": events, "dead_letters": letters})
         return {"events_deleted": events, "dead_letters_deleted": letters}
@@ -237,11 +251,15 @@ class EventService:
 
     async def _maintain(self) -> None:
         last_compaction = last_metrics = time.monotonic()
+        warmed = False
         while True:
             await asyncio.sleep(1.0)
             try:
                 self.update_gauges()
-                await asyncio.to_thread(self.store.table.maybe_flush)
+                flushed = await asyncio.to_thread(self.store.table.maybe_flush)
+                if self.index is not None and (flushed or not warmed):
+                    await asyncio.to_thread(self.index.refresh)  # new files, before queries
+                    warmed = True
                 if time.monotonic() - last_metrics >= self.config.metrics_interval / 1000:
                     last_metrics = time.monotonic()
                     await self.write_event_metrics()
@@ -249,5 +267,6 @@ class EventService:
                     last_compaction = time.monotonic()
                     await asyncio.to_thread(self.compact)
                     await asyncio.to_thread(self.apply_retention)
+                    warmed = False
             except Exception:
                 log.exception("event maintenance failed")

@@ -10,7 +10,6 @@ then time, so a query on a few event names reads few row groups.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -22,8 +21,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from signalroom.storage.table import DurableTable
 from signalroom.storage.wal import FsyncPolicy
@@ -67,7 +64,7 @@ class EventStore:
             dictionary_columns=["event", "user_id", "session_id", "schema_version"],
             name="events",
         )
-        # Compaction, retention and GDPR rewrites change files: one at a time.
+        # Compaction and retention change files: one at a time.
         self.files_lock = threading.Lock()
 
     def open(self) -> None:
@@ -133,15 +130,10 @@ class EventStore:
     # ------------------------------------------------------------------ GDPR
 
     def delete_user(self, tenant: str, user_id: str) -> int:
-        """Remove every stored event of ``user_id`` (files are rewritten); returns rows removed.
-
-        Buffered rows are flushed first so that they are in files too."""
-        self.table.flush()
-        removed = 0
-        with self.files_lock:
-            for path in self.table.files(tenant):
-                removed += _rewrite_without(path, user_id)
-        return removed
+        """Remove every stored event of ``user_id``; returns rows removed. Buffered rows are
+        flushed first; the files holding the user's rows are rewritten without them in one
+        segment-store transaction (crash-safe; running it again finishes the job)."""
+        return self.table.delete_rows(tenant, "user_id", [user_id])
 
     def stats(self) -> dict[str, Any]:
         stats = self.table.stats()
@@ -151,27 +143,6 @@ class EventStore:
             "rows": stats.rows,
             "rows_buffered": stats.rows_buffered,
         }
-
-
-def _rewrite_without(path: Path, user_id: str) -> int:
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        return 0
-    keep = pc.not_equal(table.column("user_id"), pa.scalar(user_id))
-    kept = table.filter(keep)
-    removed = int(table.num_rows - kept.num_rows)
-    if removed == 0:
-        return 0
-    tmp = path.with_name(path.name + ".gdpr.tmp")
-    pq.write_table(kept, tmp, compression="zstd")
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    return removed
 
 
 # ---------------------------------------------------------------------- dead letters

@@ -18,10 +18,12 @@ sending) gives ``server_now - offset``. ``historical_migration`` batches are tak
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import urllib.parse
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,10 +31,13 @@ from typing import Any
 __all__ = [
     "CaptureBatch",
     "CaptureError",
+    "PostHogEnvelope",
+    "capture_json",
     "decode_capture_body",
     "parse_posthog",
     "parse_sr_events",
     "parse_timestamp_ns",
+    "posthog_envelope",
 ]
 
 _MAX_ID = 200
@@ -79,7 +84,29 @@ def decode_capture_body(
     compression: str | None = None,
     max_bytes: int = 20 * 2**20,
 ) -> Any:
-    """The JSON value of a capture body, whatever way the client packed it.
+    """The JSON value of a capture body (see :func:`capture_json`)."""
+    text = capture_json(
+        body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        compression=compression,
+        max_bytes=max_bytes,
+    )
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CaptureError(f"body is not valid JSON: {exc}") from None
+
+
+def capture_json(
+    body: bytes,
+    *,
+    content_type: str | None = None,
+    content_encoding: str | None = None,
+    compression: str | None = None,
+    max_bytes: int = 20 * 2**20,
+) -> bytes:
+    """The JSON text of a capture body, whatever way the client packed it.
 
     Handles ``Content-Encoding: gzip``/``deflate``, PostHog's ``?compression=gzip-js`` (raw
     gzip body) and ``base64``, and form posts ``data=<base64 JSON>`` (older posthog-js)."""
@@ -106,10 +133,7 @@ def decode_capture_body(
         body = _b64(body.decode("ascii", "replace"))
     if not body.strip():
         raise CaptureError("empty body")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CaptureError(f"body is not valid JSON: {exc}") from None
+    return body
 
 
 def _b64(text: str) -> bytes:
@@ -162,6 +186,7 @@ def _record(
     now_ns: int,
     sent_ns: int | None,
     skew: bool,
+    new_id: Callable[[], str],
 ) -> dict[str, Any]:
     if not isinstance(raw, dict):
         return {
@@ -185,10 +210,10 @@ def _record(
     session = _text(raw.get("session_id")) or _text(props.get("$session_id"))
     event_id = raw.get(id_key)
     if event_id is None:
-        event_id = str(uuid.uuid4())
+        event_id = new_id()
     elif not isinstance(event_id, str) or not 0 < len(event_id) <= _MAX_ID:
         problem = problem or f"{id_key} must be a string of 1-{_MAX_ID} characters"
-        event_id = str(uuid.uuid4())
+        event_id = new_id()
     stamp = raw.get("timestamp")
     ts = now_ns
     try:
@@ -215,11 +240,34 @@ def _record(
     return record
 
 
-def parse_posthog(payload: Any, *, now_ns: int) -> CaptureBatch:
-    """Capture records of a PostHog capture body: one event, ``{"batch": [...]}``, or a list.
+def _random_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _seeded_ids(seed: int) -> Callable[[], str]:
+    """UUIDs from ``seed`` and a counter: parsing the same body again gives the same ids."""
+    counter = itertools.count()
+    return lambda: str(uuid.UUID(int=(seed << 64 | next(counter)) & _UUID_MASK, version=4))
+
+
+_UUID_MASK = (1 << 128) - 1
+
+
+@dataclass
+class PostHogEnvelope:
+    """What capture needs of a PostHog body before queueing it: the events (unparsed), the
+    API key, and the request's ``sent_at``."""
+
+    events: list[Any]
+    envelope: dict[str, Any]
+    api_key: str | None
+    sent_ns: int | None
+
+
+def posthog_envelope(payload: Any) -> PostHogEnvelope:
+    """Check the shape of a PostHog capture body: one event, ``{"batch": [...]}``, or a list.
 
     Raises :class:`CaptureError` when the body is not one of those shapes."""
-    batch = CaptureBatch()
     if isinstance(payload, list):
         events, envelope = payload, {}
     elif isinstance(payload, dict):
@@ -242,13 +290,28 @@ def parse_posthog(payload: Any, *, now_ns: int) -> CaptureBatch:
             sent_ns = parse_timestamp_ns(envelope["sent_at"])
         except (ValueError, OverflowError):
             raise CaptureError(f"sent_at {str(envelope['sent_at'])[:64]!r} is not a date") from None
-    skew = not envelope.get("historical_migration", False)
-    records = batch.records
     for raw in events:
-        if key is None and isinstance(raw, dict):
+        if key is not None:
+            break
+        if isinstance(raw, dict):
             props = raw.get("properties")
             key = raw.get("api_key") or (props.get("token") if isinstance(props, dict) else None)
-        event_sent = sent_ns
+    return PostHogEnvelope(events, envelope, key if isinstance(key, str) else None, sent_ns)
+
+
+def parse_posthog(payload: Any, *, now_ns: int, id_seed: int | None = None) -> CaptureBatch:
+    """Capture records of a PostHog capture body (see :func:`posthog_envelope`). Events
+    without a ``uuid`` get a random one, or with ``id_seed`` one derived from it and their
+    position, so that parsing a queued body again gives the same ids.
+
+    Raises :class:`CaptureError` when the body is not one of the accepted shapes."""
+    shape = posthog_envelope(payload)
+    batch = CaptureBatch(api_key=shape.api_key)
+    skew = not shape.envelope.get("historical_migration", False)
+    new_id = _random_id if id_seed is None else _seeded_ids(id_seed)
+    records = batch.records
+    for raw in shape.events:
+        event_sent = shape.sent_ns
         if event_sent is None and isinstance(raw, dict) and raw.get("sent_at") is not None:
             try:
                 event_sent = parse_timestamp_ns(raw["sent_at"])
@@ -263,9 +326,9 @@ def parse_posthog(payload: Any, *, now_ns: int) -> CaptureBatch:
                 now_ns=now_ns,
                 sent_ns=event_sent,
                 skew=skew,
+                new_id=new_id,
             )
         )
-    batch.api_key = key if isinstance(key, str) else None
     return batch
 
 
@@ -297,6 +360,7 @@ def parse_sr_events(payload: Any, *, now_ns: int) -> CaptureBatch:
             now_ns=now_ns,
             sent_ns=sent_ns,
             skew=True,
+            new_id=_random_id,
         )
         for raw in events
     ]

@@ -370,3 +370,9 @@ class DurableTable:
 
     def stats(self) -> SegmentStats:
         return self.store.stats()
+
+    def delete_rows(self, tenant: str, column: str, values: Sequence[Any]) -> int:
+        """Flush, then remove the rows whose ``column`` is one of ``values`` from the files
+        (:meth:`SegmentStore.delete_rows`); returns how many."""
+        self.flush()
+        return self.store.delete_rows(tenant, column, values)

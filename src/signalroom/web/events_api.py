@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import secrets
 import time
 from typing import Any
 
@@ -25,16 +26,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from signalroom.events.analytics import AnalyticsError, FunnelStep, TrendSeries
+from signalroom.events.consumer import mark_oversize
 from signalroom.events.metrics import EVENTS_RECEIVED
-from signalroom.events.queue import QueueFull
+from signalroom.events.queue import QueueFull, RawCapture
 from signalroom.events.schemas.registry import SchemaError
 from signalroom.events.service import EventService
 from signalroom.ingest.posthog import (
-    CaptureBatch,
     CaptureError,
-    decode_capture_body,
-    parse_posthog,
+    capture_json,
     parse_sr_events,
+    posthog_envelope,
 )
 from signalroom.web.deps import Caller, require, runtime_of, tenant_of
 from signalroom.web.prometheus_api import APIError
@@ -93,31 +94,40 @@ async def _capture(request: Request, *, posthog: bool, endpoint: str) -> JSONRes
     config = service.config
     try:
         body = await _read_body(request, config.max_body_bytes)
-        payload = decode_capture_body(
+        text = capture_json(
             body,
             content_type=request.headers.get("content-type"),
             content_encoding=request.headers.get("content-encoding"),
             compression=request.query_params.get("compression"),
             max_bytes=config.max_body_bytes,
         )
+        try:
+            payload = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CaptureError(f"body is not valid JSON: {exc}") from None
         if payload is None and request.query_params.get("data"):
-            payload = json.loads(request.query_params["data"])
+            text = request.query_params["data"].encode()
+            payload = json.loads(text)
         now_ns = time.time_ns()
         if posthog:
-            batch = parse_posthog(payload, now_ns=now_ns)
+            # Queued as sent: the consumer parses the events (see RawCapture).
+            shape = posthog_envelope(payload)
+            api_key = shape.api_key
+            raw = RawCapture(text, now_ns, len(shape.events), secrets.randbits(63), payload)
         else:
             batch = parse_sr_events(payload, now_ns=now_ns)
+            api_key = batch.api_key
+            mark_oversize(batch.records, config.max_event_bytes)
     except CaptureError as exc:
         return _error(exc.status, exc.message)
     except ValueError as exc:
         return _error(400, str(exc))
-    tenant = _authorise_capture(request, service, batch.api_key)
-    _check_sizes(batch, config.max_event_bytes)
+    tenant = _authorise_capture(request, service, api_key)
     try:
-        await service.capture(tenant, batch.records)
+        count = await service.capture(tenant, raw if posthog else batch.records)
     except QueueFull as exc:
         return _error(429, str(exc), "queue_full")
-    EVENTS_RECEIVED.labels(endpoint).inc(len(batch.records))
+    EVENTS_RECEIVED.labels(endpoint).inc(count)
     if posthog:
         return JSONResponse({"status": 1})
     return JSONResponse(
@@ -132,18 +142,6 @@ async def _capture(request: Request, *, posthog: bool, endpoint: str) -> JSONRes
             ][:100],
         }
     )
-
-
-def _check_sizes(batch: CaptureBatch, limit: int) -> None:
-    # Only events that could be big are measured (cheap upper bound: the properties' count).
-    for record in batch.records:
-        props = record.get("props")
-        if isinstance(props, dict) and len(props) > 50:
-            size = len(json.dumps(props, default=str))
-            if size > limit and "error" not in record:
-                record["error"] = f"event of {size} bytes exceeds max_event_bytes ({limit})"
-                record["raw"] = {"event": record.get("event"), "uuid": record.get("id")}
-                record["props"] = {}
 
 
 _POSTHOG_PATHS = ["/capture", "/batch", "/e", "/i/v0/e", "/track", "/engage", "/s"]

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from signalroom.events.analytics import Analytics, AnalyticsError, FunnelStep, TrendSeries
+from signalroom.events import analytics as analytics_module
+from signalroom.events.analytics import AnalyticsError, FunnelStep, TrendSeries
+from signalroom.events.index import EventIndex
 from signalroom.events.store import EventStore
 from tests.unit.events.eventdata import DAY0, rows
 
@@ -19,6 +21,21 @@ H = timedelta(hours=1)
 D = timedelta(days=1)
 STEPS = [FunnelStep("view"), FunnelStep("cart"), FunnelStep("buy")]
 RANGE = {"date_from": DAY0.isoformat(), "date_to": (DAY0 + 5 * D).isoformat()}
+
+
+# Every test runs twice: on DuckDB alone, and with the NumPy index (funnels, active users).
+ENGINE = ["duckdb"]
+
+
+@pytest.fixture(autouse=True, params=["duckdb", "index"])
+def engine(request: pytest.FixtureRequest) -> str:
+    ENGINE[0] = str(request.param)
+    return ENGINE[0]
+
+
+def Analytics(store: EventStore) -> analytics_module.Analytics:
+    index = EventIndex(store) if ENGINE[0] == "index" else None
+    return analytics_module.Analytics(store, index=index)
 
 
 def funnel_data(store: EventStore) -> Analytics:
@@ -87,6 +104,55 @@ def test_strict_funnel_needs_consecutive_events(store: EventStore) -> None:
     analytics = funnel_data(store)
     result = analytics.funnel("t", STEPS, order="strict", window_s=86_400, **RANGE)
     assert counts(result) == [4, 1, 1]  # only u1: u2 buys first, u3 too late, u5 searches
+
+
+def test_strict_funnel_tries_every_start_like_posthog(store: EventStore) -> None:
+    M = timedelta(minutes=1)
+    store.append(
+        "t",
+        rows(
+            [
+                # a: the first view is broken by a search, the second converts
+                (DAY0 + 1 * H, "view", "a", {}),
+                (DAY0 + 1 * H + M, "search", "a", {}),
+                (DAY0 + 2 * H, "view", "a", {}),
+                (DAY0 + 2 * H + M, "cart", "a", {}),
+                (DAY0 + 2 * H + 2 * M, "buy", "a", {}),
+                # b: view, view, cart, buy: the second view starts a consecutive run
+                (DAY0 + 1 * H, "view", "b", {}),
+                (DAY0 + 1 * H + M, "view", "b", {}),
+                (DAY0 + 1 * H + 2 * M, "cart", "b", {}),
+                (DAY0 + 1 * H + 3 * M, "buy", "b", {}),
+                # c: a step event out of order breaks it too: view, buy, cart
+                (DAY0 + 1 * H, "view", "c", {}),
+                (DAY0 + 1 * H + M, "buy", "c", {}),
+                (DAY0 + 1 * H + 2 * M, "cart", "c", {}),
+                # d: view -> cart, then an event of another kind before the buy
+                (DAY0 + 1 * H, "view", "d", {}),
+                (DAY0 + 1 * H + M, "cart", "d", {}),
+                (DAY0 + 1 * H + 2 * M, "$pageview", "d", {}),
+                (DAY0 + 1 * H + 3 * M, "buy", "d", {}),
+                # e: enters on the range's last day, converts after the range ends (in window)
+                (DAY0 + 5 * D - M, "view", "e", {}),
+                (DAY0 + 5 * D, "cart", "e", {}),
+                (DAY0 + 5 * D + M, "buy", "e", {}),
+                # f: consecutive, but the buy comes after the window closed
+                (DAY0 + 1 * H, "view", "f", {}),
+                (DAY0 + 1 * H + M, "cart", "f", {}),
+                (DAY0 + 1 * H + 11 * M, "buy", "f", {}),
+            ]
+        ),
+    )
+    analytics = Analytics(store)
+    result = analytics.funnel("t", STEPS, order="strict", window_s=600, **RANGE)
+    # views: all six; cart next: a, b, d, e, f; buy next within 10 minutes: a, b, e
+    assert counts(result) == [6, 5, 3]
+    # a converts in 2 min from its best start (the second view), b in 2 min, e in 2 min
+    assert result["steps"][2]["average_time_to_convert_s"] == pytest.approx(120)
+    # ordered starts at the first view only and lets other events in between: a's cart is an
+    # hour after it; cart: b, c, d, e, f; buy after the cart: b, d, e (c's came before)
+    ordered = analytics.funnel("t", STEPS, window_s=600, **RANGE)
+    assert counts(ordered) == [6, 5, 3]
 
 
 def test_unordered_funnel_counts_steps_in_any_order(store: EventStore) -> None:

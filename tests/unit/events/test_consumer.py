@@ -18,7 +18,7 @@ import pytest
 from signalroom.events.config import EventMetric
 from signalroom.events.consumer import Consumer
 from signalroom.events.metrics import EventMetrics
-from signalroom.events.queue import WALEventQueue
+from signalroom.events.queue import RawCapture, WALEventQueue
 from signalroom.events.schemas.registry import SchemaRegistry, pii_hasher
 from signalroom.events.store import DeadLetterQueue, EventStore
 
@@ -192,6 +192,30 @@ async def test_dedupe_survives_a_restart_with_unacked_items(tmp_path: Path) -> N
     await third.consumer.drain(5)
     assert [i for _, i, _ in third.stored()] == ["a", "a", "b"]
     await close(third)
+
+
+async def test_a_redelivered_posthog_body_is_stored_once_even_without_uuids(
+    tmp_path: Path,
+) -> None:
+    body = json.dumps(
+        {
+            "batch": [
+                {"event": "signup", "distinct_id": u, "properties": {"plan": "pro"}} for u in "ab"
+            ]
+        }
+    ).encode()
+    parts = await build(tmp_path)
+    await parts.queue.put("t", RawCapture(body, 10**18, 2, 99, json.loads(body)))
+    items = await parts.queue.get(min_events=1, max_events=100, wait_s=0)
+    parts.consumer.process(items)  # stored ... and the process dies before the ack
+    ids = [i for _, i, _ in parts.stored()]
+    await close(parts)
+
+    again = await build(tmp_path)
+    assert again.consumer.prime(again.queue.pending()) == 2  # the same generated ids
+    await again.consumer.drain(5)
+    assert [i for _, i, _ in again.stored()] == ids and len(ids) == 2
+    await close(again)
 
 
 async def test_batches_by_size(tmp_path: Path) -> None:

@@ -3,11 +3,12 @@ after a reopen, checkpointing behind the oldest unacknowledged item, and the dep
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from signalroom.events.queue import QueueFull, WALEventQueue, decode_item
+from signalroom.events.queue import QueueFull, RawCapture, WALEventQueue, decode_item
 
 pytestmark = pytest.mark.unit
 
@@ -149,4 +150,38 @@ async def test_depth_limit_raises_queue_full_until_acked(tmp_path: Path) -> None
     # a refused put left nothing in the WAL
     again = await opened(tmp_path)
     assert [decode_item(i.payload)[1][0]["event"] for i in again.pending()] == ["e"]
+    await again.close()
+
+
+async def test_a_raw_posthog_body_is_queued_as_sent_and_parsed_the_same_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    body = json.dumps(
+        {
+            "api_key": "k",
+            "batch": [
+                {"event": "a", "distinct_id": "u1", "timestamp": "2024-03-04T00:00:00Z"},
+                {"event": "b", "distinct_id": "u2", "uuid": "given"},
+                {"distinct_id": "u3"},  # no name: a dead letter, counted all the same
+            ],
+        }
+    ).encode()
+    raw = RawCapture(body, 10**18, 3, 12345, json.loads(body))
+    queue = await opened(tmp_path)
+    await queue.put("acme", raw)
+    assert queue.depth_events == 3
+    (item,) = await queue.get(min_events=1, max_events=100, wait_s=0)
+    assert item.payload.endswith(body)  # the body itself is what the WAL holds
+    live = decode_item(item.payload, item.parsed)
+    await queue.close()
+    again = await opened(tmp_path)
+    (replayed,) = again.pending()
+    assert replayed.events == 3 and replayed.parsed is None
+    # events without a uuid get the same ids when the body is parsed again: a redelivered
+    # item is recognised as a duplicate
+    assert decode_item(replayed.payload) == live
+    tenant, parsed = live
+    assert tenant == "acme" and [r["event"] for r in parsed] == ["a", "b", None]
+    assert parsed[1]["id"] == "given" and parsed[0]["id"] != parsed[2]["id"]
+    assert "error" in parsed[2]
     await again.close()
