@@ -1,15 +1,17 @@
 """Trace benchmarks: OTLP/HTTP protobuf ingest rate into a real uvicorn server (client in a
 separate process), then trace-by-id and search latency over N stored spans.
 
-    .venv/bin/python -m bench traces [--spans 2000000] [--push-spans 400000] [--full]
+    .venv/bin/python -m bench traces [--spans 10000000] [--push-spans 400000] [--skip-push]
 
-``--full`` stores 10 million spans for the search test.
+The query part loads the spans straight into segments; the ingest rate is measured separately
+over HTTP. The machine's load average is recorded with the results.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import uvicorn
 from fastapi import FastAPI
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -37,6 +40,7 @@ from signalroom.web import traces_api
 SERVICES = ["frontend", "checkout", "orders", "payments", "catalog", "crm", "leads", "search"]
 OPERATIONS = ["GET /api/orders", "POST /checkout", "SELECT", "INSERT", "publish", "GET /health"]
 SPANS_PER_REQUEST = 2000
+RESOURCE = '{"deployment.environment":"prod"}'
 
 _CLIENT = """
 import asyncio, pickle, sys, time, httpx
@@ -54,6 +58,18 @@ async def main():
         await asyncio.gather(*(worker() for _ in range(4)))
         print(time.perf_counter() - began)
 asyncio.run(main())
+"""
+
+_GRPC_CLIENT = """
+import pickle, sys, time, grpc
+from concurrent.futures import ThreadPoolExecutor
+payloads = pickle.load(open(sys.argv[1], "rb"))
+channel = grpc.insecure_channel(sys.argv[2])
+export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+began = time.perf_counter()
+with ThreadPoolExecutor(4) as pool:
+    list(pool.map(lambda body: export(body, timeout=120), payloads))
+print(time.perf_counter() - began)
 """
 
 
@@ -100,7 +116,8 @@ def otlp_request(batch: int, rng: np.random.Generator) -> bytes:
             kv.key, kv.value.int_value = "http.status_code", 500 if t % 50 == 0 else 200
             if t % 50 == 0:
                 span.status.code = 2
-    return request.SerializeToString()
+    body: bytes = request.SerializeToString()
+    return body
 
 
 def bench_push(data_dir: Path, total_spans: int) -> dict[str, Any]:
@@ -111,8 +128,12 @@ def bench_push(data_dir: Path, total_spans: int) -> dict[str, Any]:
     payload_file = data_dir / "payloads.pickle"
     payload_file.write_bytes(pickle.dumps(payloads))
 
-    async def run() -> float:
-        service = TraceService(TracesConfig(), data_dir / "push")
+    async def run(transport: str) -> tuple[float, float]:
+        grpc_port = free_port()
+        config = TracesConfig.model_validate(
+            {"otlp_grpc": {"enabled": transport == "grpc", "listen": f"127.0.0.1:{grpc_port}"}}
+        )
+        service = TraceService(config, data_dir / f"push-{transport}")
         app = FastAPI()
         app.state.runtime = SimpleNamespace(
             traces=service, authenticator=Authenticator(AuthConfig())
@@ -126,48 +147,80 @@ def bench_push(data_dir: Path, total_spans: int) -> dict[str, Any]:
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
+        client, target = (
+            (_GRPC_CLIENT, f"127.0.0.1:{grpc_port}") if transport == "grpc"
+            else (_CLIENT, f"http://127.0.0.1:{port}")
+        )  # fmt: skip
+        cpu = time.process_time()  # this process: the server and its threads, not the client
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _CLIENT, str(payload_file), f"http://127.0.0.1:{port}",
+            sys.executable, "-c", client, str(payload_file), target,
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, _ = await process.communicate()
+        cpu = time.process_time() - cpu
         server.should_exit = True
         await task
         await service.stop()
-        return float(out.decode().strip())
+        return float(out.decode().strip()), cpu
 
-    elapsed = asyncio.run(run())
     sent = len(payloads) * SPANS_PER_REQUEST
-    return {
-        "push_spans": sent,
-        "push_bytes": sum(len(p) for p in payloads),
-        "push_seconds": round(elapsed, 3),
-        "push_spans_per_second": round(sent / elapsed),
-    }
+    results: dict[str, Any] = {"push_spans": sent, "push_bytes": sum(len(p) for p in payloads)}
+    for transport, prefix in (("http", "push"), ("grpc", "push_grpc")):
+        elapsed, cpu = asyncio.run(run(transport))
+        results[f"{prefix}_seconds"] = round(elapsed, 3)
+        results[f"{prefix}_spans_per_second"] = round(sent / elapsed)
+        # server CPU per span: what the rate would be on a core of its own, whatever the load
+        results[f"{prefix}_server_cpu_us_per_span"] = round(cpu / sent * 1e6, 2)
+    return results
+
+
+_HEX_PAIRS = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), np.uint16)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def hex_strings(words: list[np.ndarray[Any, Any]]) -> pa.Array:
+    """Fixed-width lower-case hex strings of the big-endian uint64 ``words`` side by side."""
+    raw = np.stack([w.astype(np.uint64) for w in words], axis=1).astype(">u8").view(np.uint8)
+    chars = _HEX_PAIRS[raw.reshape(len(words[0]), -1)]
+    width = 16 * len(words)
+    offsets = np.arange(0, width * len(words[0]) + 1, width, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), len(words[0]), [None, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes())]
+    )
+
+
+def trace_id_of(trace: np.ndarray[Any, Any]) -> pa.Array:
+    """Random-looking 128-bit trace ids (as real ones are), a pure function of the number."""
+    number = trace.astype(np.uint64) + np.uint64(1)
+    with np.errstate(over="ignore"):
+        return hex_strings([number * _MIX, number])
 
 
 def synthetic_spans(n: int, offset: int, start_ns: int, span_ns: int, rng: Any) -> pa.Table:
-    """n spans in traces of 10, built column-wise."""
-    traces = np.arange(offset // 10, (offset + n + 9) // 10)
-    trace_ids = np.char.mod("%032x", traces * 2654435761 % (2**61))
-    trace_col = np.repeat(trace_ids, 10)[:n]
-    span_ids = np.char.mod("%016x", np.arange(offset, offset + n) + 1)
-    position = np.arange(offset, offset + n) % 10
-    parents = np.where(position == 0, None, np.roll(span_ids, 1)).tolist()
-    service_idx = (np.repeat(traces, 10)[:n] + position) % len(SERVICES)
-    services = np.array(SERVICES)[service_idx]
-    names = np.array(OPERATIONS)[(service_idx + position) % len(OPERATIONS)]
-    starts = start_ns + np.sort(rng.integers(0, span_ns, n))
+    """n spans in traces of 10 (spans of a trace start within a second), built column-wise."""
+    index = np.arange(offset, offset + n)
+    trace, position = index // 10, index % 10
+    span_ids = hex_strings([index.astype(np.uint64) + 1])
+    parents = pc.if_else(pa.array(position == 0), pa.scalar(None, pa.string()),
+                         hex_strings([index.astype(np.uint64)]))  # fmt: skip
+    service_idx = (trace + position) % len(SERVICES)
+    trace_start = start_ns + (trace - offset // 10) * span_ns // max(1, n // 10)
+    starts = trace_start + position * 1000 + rng.integers(0, 10**8, n) * (position > 0)
     durations = rng.integers(10**5, 10**9, n)
     errors = rng.random(n) < 0.01
-    customer = np.char.mod('{"customer.id":"c%d","http.method":"GET"}', rng.integers(0, 5000, n))
+    customer = pa.array([f'{{"customer.id":"c{i}","http.method":"GET"}}' for i in range(5000)])
+    customer = customer.take(pa.array(rng.integers(0, 5000, n)))
     columns = {
-        "trace_id": trace_col, "span_id": span_ids, "parent_span_id": parents,
-        "service": services, "name": names, "kind": np.where(position == 0, 2, 3).astype(np.int8),
+        "trace_id": trace_id_of(trace), "span_id": span_ids,
+        "parent_span_id": parents,
+        "service": pa.array(SERVICES).take(pa.array(service_idx)),
+        "name": pa.array(OPERATIONS).take(pa.array((service_idx + position) % len(OPERATIONS))),
+        "kind": np.where(position == 0, 2, 3).astype(np.int8),
         "start_time": starts, "duration": durations,
         "status_code": np.where(errors, 2, 0).astype(np.int8), "status_message": None,
         "flags": np.zeros(n, np.int32), "trace_state": None, "scope": None,
-        "attributes": customer, "resource": np.full(n, '{"deployment.environment":"prod"}'),
+        "attributes": customer,
+        "resource": pa.array([RESOURCE]).take(pa.array(np.zeros(n, np.int64))),
         "events": None, "links": None,
     }  # fmt: skip
     arrays = []
@@ -177,18 +230,29 @@ def synthetic_spans(n: int, offset: int, start_ns: int, span_ns: int, rng: Any) 
     return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
 
 
-def timed(function: Any, repeat: int) -> tuple[float, Any]:
-    times, result = [], None
+_CPU_MS: dict[str, float] = {}
+
+
+def timed(function: Any, repeat: int, name: str = "") -> tuple[float, Any]:
+    """Median wall milliseconds and the last result; the median CPU milliseconds of this
+    process (all its threads) go to ``_CPU_MS[name]``, a measure the machine's load barely
+    changes."""
+    times, cpus, result = [], [], None
     for _ in range(repeat):
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         result = function()
         times.append(time.perf_counter() - began)
+        cpus.append(time.process_time() - cpu)
+    _CPU_MS[name] = statistics.median(cpus) * 1000
     return statistics.median(times) * 1000, result
 
 
 def bench_search(data_dir: Path, n: int) -> dict[str, Any]:
+    """Load ``n`` spans over the last 24 h straight into segments (the store's bulk path, no
+    WAL), index them as the service's maintenance does, then time lookups and searches."""
     store = TraceStore(data_dir / "search", wal_fsync="never", flush_rows=10**9)
     store.open()
+    segments = store.table.store
     rng = np.random.default_rng(5)
     end_ns = time.time_ns()
     start_ns = end_ns - 24 * 3600 * 10**9
@@ -198,60 +262,84 @@ def bench_search(data_dir: Path, n: int) -> dict[str, Any]:
         rows = min(chunk, n - offset)
         span = (end_ns - start_ns) * rows // n
         base = start_ns + (end_ns - start_ns) * offset // n
-        store.append("default", synthetic_spans(rows, offset, base, span, rng))
-        store.table.flush()
+        segments.append("default", synthetic_spans(rows, offset, base, span, rng))
+        segments.flush()
     load_s = time.perf_counter() - began
-    trace_ids = [f"{(t * 2654435761) % 2**61:032x}" for t in rng.integers(0, n // 10, 20)]
+    store.rebuild_catalog()
+    began = time.perf_counter()
+    store.warm_index()
+    index_s = time.perf_counter() - began
+    lookups = trace_id_of(rng.integers(0, n // 10, 20)).to_pylist()
     found = 0
 
     def by_id() -> None:
         nonlocal found
-        for trace_id in trace_ids[:5]:
+        for trace_id in lookups[:5]:
             found += get_trace(store, "default", trace_id) is not None
 
-    by_id_ms, _ = timed(by_id, 4)
+    by_id_ms, _ = timed(by_id, 4, "trace_by_id")
     window = TraceQuery(start_ns=start_ns, end_ns=end_ns, service="checkout", limit=20)
-    service_ms, res1 = timed(lambda: search(store, "default", window), 5)
+    service_ms, res1 = timed(lambda: search(store, "default", window), 5, "service")
     tagged = TraceQuery(start_ns=start_ns, end_ns=end_ns, service="orders",
-                        tags={"customer.id": "c42"}, min_duration_ns=5 * 10**8, limit=20)  # fmt: skip  # noqa: E501
-    tag_ms, res2 = timed(lambda: search(store, "default", tagged), 5)
+                        tags={"customer.id": "c42"}, min_duration_ns=5 * 10**8,
+                        limit=20)  # fmt: skip
+    tag_ms, res2 = timed(lambda: search(store, "default", tagged), 5, "tag")
     errors = TraceQuery(start_ns=start_ns, end_ns=end_ns, service="payments", error=True,
                         operation="SELECT", limit=20)  # fmt: skip
-    error_ms, res3 = timed(lambda: search(store, "default", errors), 5)
+    error_ms, res3 = timed(lambda: search(store, "default", errors), 5, "error")
+    # a search with few matches in the whole window: every partition is scanned
+    rare = TraceQuery(start_ns=start_ns, end_ns=end_ns, service="crm", error=True,
+                      tags={"customer.id": "c7"}, limit=20)  # fmt: skip
+    rare_ms, res4 = timed(lambda: search(store, "default", rare), 3, "rare")
     stats = store.table.stats()
     store.close()
     return {
         "stored_spans": n,
         "load_seconds": round(load_s, 1),
+        "index_seconds": round(index_s, 2),
         "bytes_on_disk": stats.bytes,
         "trace_by_id_ms": round(by_id_ms / 5, 1),
         "trace_by_id_found": found,
         "search_service_ms": round(service_ms, 1),
         "search_service_tag_duration_ms": round(tag_ms, 1),
         "search_service_operation_error_ms": round(error_ms, 1),
-        "results": [len(res1), len(res2), len(res3)],
+        "search_rare_full_window_ms": round(rare_ms, 1),
+        "results": [len(res1), len(res2), len(res3), len(res4)],
+        "cpu_ms": {
+            name: round(value / (5 if name == "trace_by_id" else 1), 1)
+            for name, value in _CPU_MS.items()
+        },
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--spans", type=int, default=2_000_000)
+    parser.add_argument("--spans", type=int, default=10_000_000)
     parser.add_argument("--push-spans", type=int, default=400_000)
-    parser.add_argument("--full", action="store_true")
+    parser.add_argument("--full", action="store_true", help="same as --spans 10000000")
+    parser.add_argument("--skip-push", action="store_true")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     n = 10_000_000 if args.full else args.spans
     with tempfile.TemporaryDirectory() as tmp:
-        results = bench_push(Path(tmp), args.push_spans)
-        print(results, flush=True)
+        results: dict[str, Any] = {"load_average_1m_start": round(os.getloadavg()[0], 2)}
+        if not args.skip_push:
+            results.update(bench_push(Path(tmp), args.push_spans))
+            print(results, flush=True)
         results.update(bench_search(Path(tmp), n))
+        results["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     print(results)
     if not args.no_record:
         summary = (
-            f"OTLP/HTTP protobuf {results['push_spans_per_second']:,} spans/s; over "
+            f"OTLP/HTTP protobuf {results.get('push_spans_per_second', 0):,} spans/s "
+            f"({results.get('push_server_cpu_us_per_span')} µs server CPU/span), OTLP/gRPC "
+            f"{results.get('push_grpc_spans_per_second', 0):,} spans/s; over "
             f"{n:,} spans: trace by id {results['trace_by_id_ms']} ms, search "
             f"{results['search_service_ms']}/{results['search_service_tag_duration_ms']}/"
-            f"{results['search_service_operation_error_ms']} ms (service/tag+duration/error)"
+            f"{results['search_service_operation_error_ms']}/"
+            f"{results['search_rare_full_window_ms']}"
+            f" ms (service/tag+duration/error/rare over 24 h); load average "
+            f"{results['load_average_1m_start']}-{results['load_average_1m_end']}"
         )
         record("traces", results, summary)
 

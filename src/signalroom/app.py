@@ -88,13 +88,18 @@ class StartupError(Exception):
 
 
 def check_exposure(listen: ListenAddress, config: Config) -> None:
-    """Refuse to serve a non-loopback address while the API has no tokens."""
-    if not listen.is_loopback and not config.auth.tokens:
-        raise StartupError(
-            f"refusing to listen on {listen} without API tokens: anyone who can reach this "
-            "address could read and change everything. Add tokens under auth.tokens "
-            "(create one with `signalroom token new`), or listen on 127.0.0.1."
-        )
+    """Refuse to serve a non-loopback address (HTTP or OTLP/gRPC) while the API has no tokens."""
+    listeners = [("", listen)]
+    grpc = config.traces.otlp_grpc
+    if config.traces.enabled and grpc.enabled:
+        listeners.append(("traces.otlp_grpc.listen ", parse_listen(grpc.listen)))
+    for what, address in listeners:
+        if not address.is_loopback and not config.auth.tokens:
+            raise StartupError(
+                f"refusing to listen on {what}{address} without API tokens: anyone who can "
+                "reach this address could read and change everything. Add tokens under "
+                "auth.tokens (create one with `signalroom token new`), or listen on 127.0.0.1."
+            )
 
 
 class DataDirLock:
@@ -292,6 +297,7 @@ class Signalroom:
             self.data_dir / "traces",
             wal_fsync=self.config.storage.wal.fsync,
             metrics=self.metrics,
+            authenticator=lambda: self.authenticator,
         )
         await self.traces.start()
 

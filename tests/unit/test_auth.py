@@ -71,3 +71,19 @@ def test_tenant_restriction() -> None:
 def test_tokens_are_random_and_hash_is_sha256() -> None:
     assert new_token() != new_token()
     assert hash_token("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_exposure_guard_covers_the_otlp_grpc_listener() -> None:
+    from signalroom.app import StartupError, check_exposure
+    from signalroom.config import Config, parse_listen
+
+    loopback = parse_listen("127.0.0.1:8290")
+    open_grpc = Config.model_validate({"traces": {"otlp_grpc": {"listen": "0.0.0.0:4317"}}})
+    with pytest.raises(StartupError, match=r"traces\.otlp_grpc\.listen 0\.0\.0\.0:4317"):
+        check_exposure(loopback, open_grpc)
+    off = Config.model_validate(
+        {"traces": {"otlp_grpc": {"listen": "0.0.0.0:4317", "enabled": False}}}
+    )
+    check_exposure(loopback, off)
+    with pytest.raises(StartupError, match=r"refusing to listen on 0\.0\.0\.0:8290"):
+        check_exposure(parse_listen("0.0.0.0:8290"), Config())

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from signalroom.units import parse_duration_ms
+from signalroom.units import parse_bytes, parse_duration_ms
 
 __all__ = [
     "LatencyRule",
+    "OtlpGrpcConfig",
     "RateLimitRule",
     "RedMetricsConfig",
     "SamplingConfig",
@@ -27,6 +28,15 @@ def _duration(value: Any) -> int:
 
 
 DurationMs = Annotated[int, BeforeValidator(_duration)]
+
+
+def _bytes(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("expected a size such as 16MiB")
+    return parse_bytes(value)
+
+
+ByteCount = Annotated[int, BeforeValidator(_bytes)]
 
 # Tempo's and the OpenTelemetry spanmetrics connector's default latency buckets (seconds).
 DEFAULT_BUCKETS = (0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024,
@@ -81,6 +91,24 @@ class RedMetricsConfig(_Model):
     buckets: list[float] = Field(default_factory=lambda: list(DEFAULT_BUCKETS))
 
 
+class OtlpGrpcConfig(_Model):
+    """The OTLP/gRPC receiver (``TraceService/Export``). Like the HTTP server it listens on
+    loopback unless told otherwise; a non-loopback address needs API tokens."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:4317"
+    max_message_size: ByteCount = Field(default=16 * 1024**2, gt=0)
+    """Largest request accepted (uncompressed); bigger ones get RESOURCE_EXHAUSTED."""
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        from signalroom.config import parse_listen  # here: signalroom.config imports us
+
+        parse_listen(value)
+        return value
+
+
 class TracesConfig(_Model):
     """Settings of the span receivers, sampler, store and query API."""
 
@@ -88,6 +116,7 @@ class TracesConfig(_Model):
     retention: DurationMs = 72 * 3_600_000
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     red_metrics: RedMetricsConfig = Field(default_factory=RedMetricsConfig)
+    otlp_grpc: OtlpGrpcConfig = Field(default_factory=OtlpGrpcConfig)
     max_search_traces: int = Field(default=1500, gt=0)
     """Most traces one search returns (Jaeger's ``limit`` is capped at this)."""
     query_timeout: DurationMs = 30_000

@@ -1,29 +1,36 @@
-"""Trace search and lookup over the span store (DuckDB SQL over one snapshot).
+"""Trace search and lookup over the span store.
 
 A search finds the trace ids with at least one span matching every condition (service,
 operation, tags, duration, error, time), newest first, then loads those traces whole, as
-Jaeger's query service does.
+Jaeger's query service does. DuckDB scans one snapshot's files newest hour partition first,
+then windows of older hours sized by the match rate so far, and stops once ``limit`` traces
+are found: every trace found later could only have older matching spans. A trace is loaded
+through the store's trace-id index (only the row groups holding it are read).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
-from signalroom.traces.model import STATUS_ERROR, normalise_trace_id
-from signalroom.traces.store import TraceStore
+from signalroom.traces.model import STATUS_ERROR, dumps, normalise_trace_id
+from signalroom.traces.store import TraceStore, run_sql
 
 __all__ = ["TraceQuery", "find_trace_ids", "get_trace", "get_traces", "search"]
 
 # How far a trace may reach outside the searched window (its other spans are loaded too).
 _TRACE_SLACK_NS = 3600 * 10**9
-_SPAN_COLUMNS = "*"
+_HOUR_NS = 3600 * 10**9
+_SCAN_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -75,14 +82,16 @@ def _conditions(query: TraceQuery, params: list[Any]) -> list[str]:
             where.append("kind = ?")
             params.append(KIND_BY_NAME.get(value.lower(), -1))
             continue
-        # A cheap substring test first, so most rows never reach the JSON parser.
+        # Attributes are compact JSON written by ``dumps``, so a match contains the pair's
+        # literal text: that cheap substring test runs first and few rows reach the parser.
         path = _json_path(key)
+        literals = _pair_literals(key, value)
+        test = " OR ".join("contains({column}, ?)" for _ in literals)
         where.append(
-            "((contains(attributes, ?) AND json_extract_string(attributes, ?) = ?) OR "
-            "(contains(resource, ?) AND json_extract_string(resource, ?) = ?))"
+            f"((({test.format(column='attributes')}) AND json_extract_string(attributes, ?) = ?)"
+            f" OR (({test.format(column='resource')}) AND json_extract_string(resource, ?) = ?))"
         )
-        quoted = json.dumps(key, ensure_ascii=False)
-        params += [quoted, path, value, quoted, path, value]
+        params += [*literals, path, value, *literals, path, value]
     if error is True:
         where.append(f"status_code = {STATUS_ERROR}")
     elif error is False:
@@ -90,18 +99,84 @@ def _conditions(query: TraceQuery, params: list[Any]) -> list[str]:
     return where
 
 
+def _pair_literals(key: str, value: str) -> list[str]:
+    """The texts a stored ``"key":value`` pair can have when its value's text is ``value``:
+    a JSON string, or a bare number or boolean."""
+    prefix = dumps(key) + ":"
+    literals = [prefix + dumps(value)]
+    try:
+        bare = json.loads(value)
+    except ValueError:
+        bare = None
+    if isinstance(bare, bool | int | float):
+        literals.append(prefix + value.strip())
+    return literals
+
+
+def _files_by_hour(bounds: list[tuple[Path, int, int]]) -> dict[int, list[Path]]:
+    """Files by the hour partition holding them."""
+    by_hour: dict[int, list[Path]] = {}
+    for path, _, max_ts in bounds:
+        by_hour.setdefault(max_ts // _HOUR_NS, []).append(path)  # a file holds one partition
+    return by_hour
+
+
+def _next_window(found: int, limit: int, scanned: int) -> int:
+    """Hours to scan next: what the match rate so far says is missing (with a margin),
+    at most doubling what was scanned; double when nothing matched yet."""
+    if found == 0:
+        return 2 * scanned
+    return max(1, min(2 * scanned, math.ceil((limit - found) * scanned / found * 1.25)))
+
+
 def find_trace_ids(store: TraceStore, tenant: str, query: TraceQuery) -> list[str]:
     """Ids of matching traces, the most recent (by latest matching span) first."""
+    for attempt in range(_SCAN_ATTEMPTS):
+        try:
+            return _find_trace_ids(store, tenant, query)
+        except (duckdb.IOException, FileNotFoundError):
+            if attempt == _SCAN_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _find_trace_ids(store: TraceStore, tenant: str, query: TraceQuery) -> list[str]:
     params: list[Any] = []
-    where = _conditions(query, params)
+    where = " AND ".join(_conditions(query, params))
+    limit = int(query.limit)
     sql = (
-        "SELECT trace_id, max(start_time) AS last FROM {source} WHERE "
-        + " AND ".join(where)
-        + f" GROUP BY trace_id ORDER BY last DESC LIMIT {int(query.limit)}"
+        f"SELECT trace_id, max(start_time) AS last FROM {{source}} WHERE {where}"
+        f" GROUP BY trace_id ORDER BY last DESC LIMIT {limit}"
     )
-    table = store.query(tenant, query.start_ns, query.end_ns, sql, params)
-    ids: list[str] = table.column("trace_id").to_pylist()
-    return ids
+    snapshot = store.table.snapshot(tenant, query.start_ns, query.end_ns + 1)
+    buffered = snapshot.buffered
+    buffered_hours = np.unique(buffered["start_time"].to_numpy() // _HOUR_NS).tolist()
+    by_hour = _files_by_hour(store.file_bounds(snapshot.files))
+    hours = sorted(set(by_hour) | set(buffered_hours), reverse=True)
+    found: dict[str, int] = {}
+    connection = store.connect()
+    try:
+        connection.register("buffered_spans", buffered)
+        size = scanned = 0
+        while hours:
+            size = _next_window(len(found), limit, scanned) if scanned else 1
+            window, hours = hours[:size], hours[size:]
+            files = [path for hour in window for path in by_hour.get(hour, [])]
+            low, high = min(window) * _HOUR_NS, (max(window) + 1) * _HOUR_NS
+            part = f"start_time >= {int(low)} AND start_time < {int(high)}"
+            table = run_sql(connection, files, "buffered_spans", sql, params, part)
+            for trace_id, last in zip(
+                table["trace_id"].to_pylist(), table["last"].to_pylist(), strict=True
+            ):
+                found[trace_id] = max(last, found.get(trace_id, last))
+            scanned += len(window)
+            # Everything not scanned yet is older than ``low``.
+            if sum(last >= low for last in found.values()) >= limit:
+                break
+    finally:
+        connection.close()
+    ranked = sorted(found.items(), key=lambda item: item[1], reverse=True)
+    return [trace_id for trace_id, _ in ranked[:limit]]
 
 
 def get_traces(
@@ -117,25 +192,20 @@ def get_traces(
         return {}
     low = None if start_ns is None else start_ns - _TRACE_SLACK_NS
     high = None if end_ns is None else end_ns + _TRACE_SLACK_NS
-    placeholders = ",".join("?" for _ in trace_ids)
-    where = [f"trace_id IN ({placeholders})"]
-    params: list[Any] = list(trace_ids)
-    if low is not None:
-        where.append("start_time >= ?")
-        params.append(low)
-    if high is not None:
-        where.append("start_time <= ?")
-        params.append(high)
-    sql = (
-        f"SELECT {_SPAN_COLUMNS} FROM {{source}} WHERE "
-        + " AND ".join(where)
-        + " QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY start_time) = 1"
-        + " ORDER BY trace_id, start_time"
-    )
-    table = store.query(tenant, low, high, sql, params)
+    table = store.trace_spans(tenant, trace_ids, low, high)
     out: dict[str, pa.Table] = {}
     if table.num_rows == 0:
         return out
+    # one row per (trace, span): the earliest copy, then spans in time order per trace
+    table = table.sort_by([("trace_id", "ascending"), ("span_id", "ascending"),
+                           ("start_time", "ascending")])  # fmt: skip
+    ids = table.column("trace_id").to_numpy(zero_copy_only=False)
+    span_ids = table.column("span_id").to_numpy(zero_copy_only=False)
+    first = np.ones(len(ids), np.bool_)
+    first[1:] = (ids[1:] != ids[:-1]) | (span_ids[1:] != span_ids[:-1])
+    if not first.all():
+        table = table.filter(pa.array(first))
+    table = table.sort_by([("trace_id", "ascending"), ("start_time", "ascending")])
     ids = table.column("trace_id").to_numpy(zero_copy_only=False)
     cuts = (np.flatnonzero(ids[1:] != ids[:-1]) + 1).tolist()
     boundaries = [0, *cuts, len(ids)]

@@ -5,7 +5,8 @@ OpenTelemetry spanmetrics connector name them, so their dashboards work unchange
 * ``traces_spanmetrics_latency_bucket{..., le}``, ``_sum`` and ``_count`` (seconds)
 
 Cumulative values are kept in memory per tenant and series and written to the metric store
-every ``interval``; batches are aggregated with Arrow group-by, never span by span.
+every ``interval``; batches are aggregated with NumPy (``group_rows``, ``bincount``), never
+span by span.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from signalroom.model.labels import Labels
-from signalroom.traces.model import STATUS_NAMES
+from signalroom.traces.model import STATUS_NAMES, group_rows
 
 __all__ = ["SpanMetrics"]
 
@@ -64,33 +64,26 @@ class SpanMetrics:
         """Count a batch of spans."""
         if spans.num_rows == 0:
             return
-        seconds = pc.divide(pc.cast(spans.column("duration"), pa.float64()), 1e9)
+        seconds = spans.column("duration").to_numpy() / 1e9
         # bucket index: the first bound >= value (Prometheus' ``le``), len(bounds) for +Inf
-        index = np.searchsorted(self._bounds, seconds.to_numpy(), side="left")
-        table = pa.table(
-            {
-                "service": spans.column("service"),
-                "name": spans.column("name"),
-                "kind": spans.column("kind"),
-                "status_code": spans.column("status_code"),
-                "seconds": seconds,
-                "bucket": pa.array(index, pa.int32()),
-            }
-        )
-        totals = table.group_by(_KEYS).aggregate([("seconds", "count"), ("seconds", "sum")])
-        per_bucket = table.group_by([*_KEYS, "bucket"]).aggregate([("seconds", "count")])
+        bucket = np.searchsorted(self._bounds, seconds, side="left")
+        keys, group = group_rows(spans, _KEYS)
         width = len(self._bounds) + 1
+        calls = np.bincount(group, minlength=len(keys))
+        sums = np.bincount(group, weights=seconds, minlength=len(keys))
+        per_bucket = np.bincount(group * width + bucket, minlength=len(keys) * width)
+        per_bucket = per_bucket.reshape(len(keys), width)
         with self._lock:
-            for row in totals.to_pylist():
-                key = (tenant, row["service"], row["name"], row["kind"], row["status_code"])
+            if per_bucket.shape[1] != len(self._bounds) + 1:
+                return  # the buckets changed meanwhile: this batch belongs to the old ones
+            for i, (service, name, kind, code) in enumerate(keys):
+                key = (tenant, service, name, kind, code)
                 series = self._series.get(key)
                 if series is None:
                     series = self._series[key] = _Series(buckets=np.zeros(width, np.int64))
-                series.calls += row["seconds_count"]
-                series.seconds += row["seconds_sum"]
-            for row in per_bucket.to_pylist():
-                key = (tenant, row["service"], row["name"], row["kind"], row["status_code"])
-                self._series[key].buckets[row["bucket"]] += row["seconds_count"]
+                series.calls += int(calls[i])
+                series.seconds += float(sums[i])
+                series.buckets += per_bucket[i]
 
     def tenants(self) -> list[str]:
         with self._lock:

@@ -16,9 +16,10 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from prometheus_client import Counter
@@ -26,10 +27,14 @@ from prometheus_client import Counter
 from signalroom.storage.table import decode_record, encode_record
 from signalroom.storage.wal import WAL, FsyncPolicy
 from signalroom.traces.config import TracesConfig
-from signalroom.traces.model import SPAN_SCHEMA, SpanColumns
+from signalroom.traces.model import SPAN_SCHEMA, SpanBatch, SpanColumns
 from signalroom.traces.red import SpanMetrics
 from signalroom.traces.sampling import SAMPLED_SPANS, TailSampler
 from signalroom.traces.store import TraceStore
+
+if TYPE_CHECKING:
+    from signalroom.auth import Authenticator
+    from signalroom.traces.otlp_grpc import OtlpGrpcReceiver
 
 __all__ = ["IngestResult", "TraceService"]
 
@@ -51,7 +56,8 @@ class IngestResult:
 
 class TraceService:
     """Everything about traces: ``ingest``, the ``store`` and queries over it, sampling, RED
-    metrics (written to ``metrics``, the TSDB, when set), retention."""
+    metrics (written to ``metrics``, the TSDB, when set), retention, and the OTLP/gRPC
+    listener (``authenticator`` returns the server's current token checker for it)."""
 
     def __init__(
         self,
@@ -60,8 +66,11 @@ class TraceService:
         *,
         wal_fsync: FsyncPolicy = "batch",
         metrics: Any = None,
+        authenticator: Callable[[], Authenticator | None] | None = None,
     ) -> None:
         self.config = config
+        self.authenticator = authenticator
+        self.grpc: OtlpGrpcReceiver | None = None
         self.directory = Path(directory)
         self.metrics = metrics
         self.store = TraceStore(
@@ -77,6 +86,7 @@ class TraceService:
         self._tokens = itertools.count(1)
         self._maintenance: asyncio.Task[None] | None = None
         self._decide_lock = asyncio.Lock()
+        self._grpc_restart: asyncio.Task[None] | None = None
         self.started = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -87,8 +97,37 @@ class TraceService:
         await asyncio.to_thread(self._replay_pending)
         self.started = True
         self._maintenance = asyncio.create_task(self._maintain(), name="traces-maintenance")
+        await self._start_grpc()
+
+    async def _start_grpc(self) -> None:
+        if not self.config.otlp_grpc.enabled:
+            return
+        from signalroom.traces.otlp_grpc import OtlpGrpcReceiver  # grpc only when used
+
+        receiver = OtlpGrpcReceiver(
+            self, self.config.otlp_grpc, asyncio.get_running_loop(), self.authenticator
+        )
+        try:
+            await asyncio.to_thread(receiver.start)
+        except RuntimeError as exc:
+            # The HTTP receivers still work; a port taken by a local collector must not stop
+            # the whole server.
+            log.error("traces: OTLP/gRPC receiver not started: %s", exc)
+            return
+        self.grpc = receiver
+
+    async def _stop_grpc(self) -> None:
+        receiver, self.grpc = self.grpc, None
+        if receiver is not None:
+            await asyncio.to_thread(receiver.stop)
+
+    async def _restart_grpc(self) -> None:
+        await self._stop_grpc()
+        if self.started:
+            await self._start_grpc()
 
     async def stop(self) -> None:
+        await self._stop_grpc()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,8 +142,16 @@ class TraceService:
             self.started = False
 
     def apply_config(self, config: TracesConfig) -> None:
-        """Take a reloaded configuration (sampling rules, buckets, limits, retention)."""
-        self.config = config
+        """Take a reloaded configuration (sampling rules, buckets, limits, retention; the
+        gRPC listener restarts when its settings changed)."""
+        previous, self.config = self.config, config
+        if self.started and previous.otlp_grpc != config.otlp_grpc:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                log.warning("traces: the OTLP/gRPC settings change on the next restart")
+            else:
+                self._grpc_restart = loop.create_task(self._restart_grpc())
         self.sampler.apply_config(config.sampling)
         self.red.set_buckets(config.red_metrics.buckets)
         self.store.table.flush_rows = config.flush_rows
@@ -128,14 +175,16 @@ class TraceService:
     async def ingest(
         self,
         tenant: str,
-        spans: SpanColumns | pa.Table,
+        spans: SpanBatch | SpanColumns | pa.Table,
         *,
         receiver: str = "otlp",
         head: pa.Array | None = None,
     ) -> IngestResult:
         """Accept spans durably; once this returns they survive a crash (stored, or waiting
         in the pending WAL for the sampler). Raises ValueError for an invalid tenant."""
-        if isinstance(spans, SpanColumns):
+        if isinstance(spans, SpanBatch):
+            table, head = spans.table, spans.head
+        elif isinstance(spans, SpanColumns):
             head = spans.head_decisions()
             table = (
                 await asyncio.to_thread(spans.to_table) if len(spans) > 5000 else spans.to_table()
@@ -213,12 +262,15 @@ class TraceService:
 
     async def _maintain(self) -> None:
         last_compaction = last_red = time.monotonic()
+        first = True
         while True:
             await asyncio.sleep(1.0)
             try:
                 if self.config.sampling.enabled or self.sampler.pending_traces:
                     await self.decide()
-                await asyncio.to_thread(self.store.table.maybe_flush)
+                if await asyncio.to_thread(self.store.table.maybe_flush) or first:
+                    await asyncio.to_thread(self.store.warm_index)
+                first = False
                 if time.monotonic() - last_red >= self.config.red_metrics.interval / 1000:
                     last_red = time.monotonic()
                     await self.write_red_metrics()
@@ -226,6 +278,7 @@ class TraceService:
                     last_compaction = time.monotonic()
                     await asyncio.to_thread(self.store.table.compact)
                     await asyncio.to_thread(self.apply_retention)
+                    await asyncio.to_thread(self.store.warm_index)
             except Exception:
                 log.exception("trace maintenance failed")
 

@@ -1,18 +1,29 @@
-"""The span store: a :class:`DurableTable` of spans, a catalog of services and operations, and
-DuckDB over consistent snapshots (Parquet files plus buffered rows)."""
+"""The span store: a :class:`DurableTable` of spans, a catalog of services and operations, a
+trace-id index over its files, and DuckDB over consistent snapshots (Parquet files plus
+buffered rows).
+
+Files are sorted by trace id (then time), so a trace's spans sit together in one row group of
+a file; :class:`TraceIndex` names that row group, and a trace is read with PyArrow from just
+those row groups. Searches go to DuckDB, newest partitions first (see ``query.py``).
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from signalroom.storage.table import DurableTable
 from signalroom.storage.wal import FsyncPolicy
-from signalroom.traces.model import SPAN_SCHEMA
+from signalroom.traces.index import TraceIndex, fingerprints
+from signalroom.traces.model import SPAN_SCHEMA, group_rows
 
 __all__ = ["TraceStore"]
 
@@ -34,7 +45,7 @@ class TraceStore:
         wal_fsync: FsyncPolicy = "batch",
         flush_rows: int = 500_000,
         flush_interval_s: float = 60.0,
-        row_group_rows: int = 64_000,
+        row_group_rows: int = 4096,
     ) -> None:
         self.table = DurableTable(
             Path(directory),
@@ -43,12 +54,17 @@ class TraceStore:
             flush_rows=flush_rows,
             flush_interval_s=flush_interval_s,
             time_column="start_time",
-            sort_by=("service", "trace_id"),
+            sort_by=("trace_id",),
             partition="hour",
             row_group_rows=row_group_rows,
             dictionary_columns=["service", "name", "scope", "resource", "status_message"],
             name="spans",
         )
+        self.index = TraceIndex()
+        # One DuckDB database for every query, so Parquet footers are cached across queries
+        # (each query gets its own cursor: a connection, with its own registered buffer).
+        self._duckdb = duckdb.connect()
+        self._duckdb.execute("SET enable_object_cache = true")
         # tenant -> service -> operation -> span kinds seen
         self._catalog: dict[str, dict[str, dict[str, set[int]]]] = {}
         self._lock = threading.Lock()
@@ -62,6 +78,11 @@ class TraceStore:
 
     def close(self) -> None:
         self.table.close()
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection over the store's shared database; close it after use."""
+        with self._lock:  # the parent connection is not thread-safe, its cursors are
+            return self._duckdb.cursor()
 
     def rebuild_catalog(self) -> None:
         catalog: dict[str, dict[str, dict[str, set[int]]]] = {}
@@ -96,13 +117,10 @@ class TraceStore:
         return lsn
 
     def _note(self, tenant: str, table: pa.Table) -> None:
-        grouped = table.select(["service", "name", "kind"]).group_by(["service", "name", "kind"])
-        keys = grouped.aggregate([]).to_pydict()
+        keys, _ = group_rows(table, ("service", "name", "kind"))
         with self._lock:
             services = self._catalog.setdefault(tenant, {})
-            for service, name, kind in zip(
-                keys["service"], keys["name"], keys["kind"], strict=True
-            ):
+            for service, name, kind in keys:
                 services.setdefault(service, {}).setdefault(name, set()).add(kind)
 
     # ------------------------------------------------------------------ reads
@@ -117,6 +135,58 @@ class TraceStore:
             ops = self._catalog.get(tenant, {}).get(service, {})
             return sorted((name, kind) for name, kinds in ops.items() for kind in kinds)
 
+    def warm_index(self) -> int:
+        """Index the files written since the last call and forget removed ones; returns the
+        files indexed (the maintenance loop calls this, so lookups rarely read ids)."""
+        live = [path for tenant in self.table.tenants() for path in self.table.files(tenant)]
+        self.index.retain(live)
+        return self.index.warm(live)
+
+    def trace_spans(
+        self,
+        tenant: str,
+        trace_ids: Sequence[str],
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> pa.Table:
+        """Every stored span of the given (normalised) trace ids with ``start_time`` in
+        ``[start_ns, end_ns]``, unordered, duplicates included."""
+        wanted = pa.array(list(trace_ids), pa.string())
+        keys = np.unique(fingerprints(wanted))
+        end = None if end_ns is None else end_ns + 1
+        for attempt in range(_SCAN_ATTEMPTS):
+            snapshot = self.table.snapshot(tenant, start_ns, end)
+            try:
+                pieces = [snapshot.buffered.filter(pc.is_in(snapshot.buffered["trace_id"], wanted))]
+                for path in snapshot.files:
+                    entry = self.index.entry(path)
+                    groups = entry.row_groups_of(keys)
+                    if groups:
+                        rows = pq.ParquetFile(path, metadata=entry.metadata).read_row_groups(
+                            groups, columns=SPAN_SCHEMA.names
+                        )
+                        pieces.append(_conform(rows.filter(pc.is_in(rows["trace_id"], wanted))))
+                break
+            except FileNotFoundError:
+                if attempt == _SCAN_ATTEMPTS - 1:
+                    raise
+        spans = pa.concat_tables(pieces)
+        if start_ns is not None or end_ns is not None:
+            times = spans["start_time"]
+            low = pc.greater_equal(times, start_ns) if start_ns is not None else None
+            high = pc.less_equal(times, end_ns) if end_ns is not None else None
+            mask = low if high is None else high if low is None else pc.and_(low, high)
+            spans = spans.filter(mask)
+        return spans
+
+    def file_bounds(self, paths: Sequence[Path]) -> list[tuple[Path, int, int]]:
+        """(path, min start_time, max start_time) of each file, from its footer (cached)."""
+        out = []
+        for path in paths:
+            entry = self.index.entry(path, keys=False)
+            out.append((path, entry.min_ts, entry.max_ts))
+        return out
+
     def query(
         self,
         tenant: str,
@@ -129,27 +199,41 @@ class TraceStore:
         ``[start_ns, end_ns]``) over one snapshot; retry when a compaction removed a file."""
         for attempt in range(_SCAN_ATTEMPTS):
             snapshot = self.table.snapshot(tenant, start_ns, end_ns)
-            connection = duckdb.connect()
+            connection = self.connect()
             try:
-                parts = []
-                if snapshot.files:
-                    files = ", ".join(_sql_string(str(p)) for p in snapshot.files)
-                    parts.append(f"SELECT {_COLUMNS} FROM read_parquet([{files}])")
-                buffered = snapshot.buffered if snapshot.buffered.num_rows else None
-                if buffered is not None or not parts:
-                    connection.register(
-                        "buffered_spans",
-                        buffered if buffered is not None else SPAN_SCHEMA.empty_table(),
-                    )
-                    parts.append(f"SELECT {_COLUMNS} FROM buffered_spans")
-                source = "(" + " UNION ALL ".join(parts) + ")"
-                result: pa.Table = connection.sql(
-                    sql.replace("{source}", source), params=params or None
-                ).to_arrow_table()
-                return result
+                connection.register("buffered_spans", snapshot.buffered)
+                return run_sql(connection, snapshot.files, "buffered_spans", sql, params)
             except duckdb.IOException:
                 if attempt == _SCAN_ATTEMPTS - 1:
                     raise
             finally:
                 connection.close()
         raise AssertionError("unreachable")
+
+
+def run_sql(
+    connection: duckdb.DuckDBPyConnection,
+    files: Sequence[Path],
+    buffered: str,
+    sql: str,
+    params: list[Any] | None = None,
+    buffered_where: str = "",
+) -> pa.Table:
+    """``sql`` with ``{source}`` standing for ``files`` UNION ALL the registered relation
+    ``buffered`` (its rows matching ``buffered_where`` when given)."""
+    where = f" WHERE {buffered_where}" if buffered_where else ""
+    parts = [f"SELECT {_COLUMNS} FROM {buffered}{where}"]
+    if files:
+        listed = ", ".join(_sql_string(str(p)) for p in files)
+        parts.append(f"SELECT {_COLUMNS} FROM read_parquet([{listed}])")
+    source = "(" + " UNION ALL ".join(parts) + ")"
+    result: pa.Table = connection.sql(
+        sql.replace("{source}", source), params=params or None
+    ).to_arrow_table()
+    return result
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """Rows read from a file in SPAN_SCHEMA (footers carry metadata, files may differ in
+    nullability flags)."""
+    return pa.Table.from_arrays(table.columns, schema=SPAN_SCHEMA)
