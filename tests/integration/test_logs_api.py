@@ -300,3 +300,138 @@ def test_tail_websocket(client: TestClient) -> None:
         assert second["streams"] == [
             {"stream": {"app": "tail"}, "values": [[str(NOW + S), "after"]]}
         ]
+
+
+def test_grafana_loki_data_source_requests(client: TestClient) -> None:
+    """The requests Grafana's Loki data source makes (pkg/tsdb/loki/api.go for queries and
+    its health check, LanguageProvider.ts for metadata), with the parameters it sends and the
+    fields it reads from each answer."""
+    logfmt = [[str(NOW - (10 - i) * S), f"level={'error' if i % 3 == 0 else 'info'} "
+               f"msg=\"req {i}\" duration=1{i}ms status={200 + i}"] for i in range(10)]  # fmt: skip
+    json_lines = [[str(NOW - (10 - i) * S + 1), json.dumps({"level": "warn", "user": f"u{i % 2}",
+                   "size": 1.5 * i, "ok": True})] for i in range(4)]  # fmt: skip
+    push_json(
+        client,
+        [
+            {"stream": {"app": "shop", "env": "prod"}, "values": logfmt},
+            {"stream": {"app": "crm", "env": "prod"}, "values": json_lines},
+        ],
+    )
+    start, end = str(NOW - 3600 * S), str(NOW + 60 * S)
+    tags = {"X-Query-Tags": "Source=logsample"}
+
+    # Health check: an instant query at t=4s that must answer a one-sample vector of 2.
+    health = client.get(
+        "/loki/api/v1/query",
+        params={"query": "vector(1)+vector(1)", "direction": "backward", "time": str(4 * S)},
+    )
+    assert health.status_code == 200, health.text
+    data = health.json()["data"]
+    assert data["resultType"] == "vector"
+    assert [float(s["value"][1]) for s in data["result"]] == [2.0]
+
+    # Log panel / Explore: query_range with direction, limit, start/end in ns and step in ms.
+    logs = client.get(
+        "/loki/api/v1/query_range",
+        params={
+            "query": '{env="prod"} |= "req"',
+            "direction": "backward",
+            "limit": "3",
+            "start": start,
+            "end": end,
+            "step": "2000ms",
+        },
+        headers=tags,
+    ).json()
+    assert logs["status"] == "success"
+    assert logs["data"]["resultType"] == "streams"
+    (stream,) = logs["data"]["result"]
+    assert stream["stream"] == {"app": "shop", "env": "prod"}
+    assert [v[0] for v in stream["values"]] == [str(NOW - k * S) for k in (1, 2, 3)]
+    assert "summary" in logs["data"]["stats"]
+    forward = client.get(
+        "/loki/api/v1/query_range",
+        params={
+            "query": '{app="shop"}',
+            "direction": "forward",
+            "limit": "2",
+            "start": start,
+            "end": end,
+            "step": "2000ms",
+        },
+    ).json()["data"]["result"]
+    assert [v[1] for v in forward[0]["values"]] == [logfmt[0][1], logfmt[1][1]]
+
+    # Logs volume histogram (Source=logvolhist): Grafana's metric query over the selector;
+    # with step = range every line is counted once. level is no stream label here.
+    volume = client.get(
+        "/loki/api/v1/query_range",
+        params={
+            "query": 'sum by (level, detected_level) (count_over_time({env="prod"} '
+            "| drop __error__ [1m]))",
+            "direction": "backward",
+            "start": start,
+            "end": end,
+            "step": "60000ms",
+        },
+        headers={"X-Query-Tags": "Source=logvolhist"},
+    ).json()["data"]
+    assert volume["resultType"] == "matrix"
+    assert [s["metric"] for s in volume["result"]] == [{}]
+    assert sum(float(v[1]) for v in volume["result"][0]["values"]) == 14
+
+    # Query builder and autocomplete metadata.
+    labels = client.get("/loki/api/v1/labels", params={"start": start, "end": end}).json()
+    assert labels == {"status": "success", "data": ["app", "env"]}
+    scoped = client.get(
+        "/loki/api/v1/labels", params={"start": start, "end": end, "query": '{app="crm"}'}
+    ).json()["data"]
+    assert scoped == ["app", "env"]
+    values = client.get(
+        "/loki/api/v1/label/app/values",
+        params={"start": start, "end": end, "query": '{env="prod"}'},
+    ).json()
+    assert values == {"status": "success", "data": ["crm", "shop"]}
+    series = client.get(
+        "/loki/api/v1/series", params={"match[]": '{app="shop"}', "start": start, "end": end}
+    ).json()
+    assert series == {"status": "success", "data": [{"app": "shop", "env": "prod"}]}
+
+    # Query size estimate shown under the editor.
+    stats = client.get(
+        "/loki/api/v1/index/stats", params={"query": '{env="prod"}', "start": start, "end": end}
+    ).json()
+    assert stats["streams"] == 2
+    assert stats["entries"] == 14
+    assert stats["chunks"] >= 1
+    expected_bytes = sum(len(v[1].encode()) for v in logfmt + json_lines)
+    assert stats["bytes"] == expected_bytes  # exact while the lines are in memory
+    client.app.state.runtime.logs.store.table.flush()  # type: ignore[attr-defined]
+    flushed = client.get(
+        "/loki/api/v1/index/stats", params={"query": '{env="prod"}', "start": start, "end": end}
+    ).json()
+    assert flushed["entries"] == 14
+    assert abs(flushed["bytes"] - expected_bytes) <= 0.2 * expected_bytes  # estimated from files
+    empty = client.get(
+        "/loki/api/v1/index/stats", params={"query": '{app="none"}', "start": start, "end": end}
+    ).json()
+    assert empty == {"streams": 0, "chunks": 0, "entries": 0, "bytes": 0}
+
+    # Field suggestions (Grafana 11: detected_fields).
+    fields = client.get(
+        "/loki/api/v1/detected_fields",
+        params={"query": '{env="prod"}', "start": start, "end": end, "limit": "1000"},
+    ).json()
+    assert fields["limit"] == 1000
+    by_label = {f["label"]: f for f in fields["fields"]}
+    assert by_label["level"] == {"label": "level", "type": "string", "cardinality": 3,
+                                 "parsers": ["json", "logfmt"]}  # fmt: skip
+    assert by_label["status"]["type"] == "int"
+    assert by_label["status"]["cardinality"] == 10
+    assert by_label["duration"]["type"] == "duration"
+    assert by_label["size"]["type"] == "float"
+    assert by_label["ok"]["type"] == "boolean"
+    assert by_label["user"] == {"label": "user", "type": "string", "cardinality": 2,
+                                "parsers": ["json"]}  # fmt: skip
+    bad = client.get("/loki/api/v1/detected_fields", params={"query": 'sum(rate({a="b"}[1m]))'})
+    assert bad.status_code == 400

@@ -188,3 +188,95 @@ alerting:
         assert [(g["fingerprint"], g["status"], g["count"]) for g in listed["data"]["groups"]] == [
             (fp, "resolved", 2)
         ]
+
+
+API_GROUP = """
+name: checkout-errors
+interval: 1s
+rules:
+  - record: shop:checkout_errors:count1m
+    expr: sum(count_over_time({service="shop"} |= "checkout" [1m]))
+  - alert: CheckoutErrors
+    expr: sum(count_over_time({service="shop"} |= "checkout" [1m])) > 1000
+    for: 5m
+    annotations: {summary: too many}
+"""
+
+
+def test_ruler_api_sets_lists_and_deletes_groups_across_restarts(tmp_path: Path) -> None:
+    """Loki's ruler API (what lokitool/cortextool ``rules sync`` and Grafana's rule editor
+    call): a group POSTed into a namespace is evaluated at once, listed in Loki's YAML and
+    in Prometheus's JSON shape, survives a restart, and is gone after DELETE."""
+    config = "logs:\n  ruler:\n    evaluation_interval: 1s\n"
+    data = tmp_path / "data"
+    with running_server(tmp_path, config, data_dir=data) as server, server.client() as client:
+        assert client.get("/loki/api/v1/rules").status_code == 404  # nothing yet
+        created = client.post(
+            "/loki/api/v1/rules/team a",
+            content=API_GROUP,
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert created.status_code == 202, created.text
+        assert created.json() == {"status": "success", "data": None, "errorType": "", "error": ""}
+        push(client, "shop", ["checkout 1 failed", "checkout 2 failed", "ok"])
+
+        listing = yaml.safe_load(client.get("/loki/api/v1/rules").text)
+        assert list(listing) == ["team a"]
+        (group,) = listing["team a"]
+        assert group["name"] == "checkout-errors"
+        assert group["interval"] == "1s"
+        assert [r.get("record") or r.get("alert") for r in group["rules"]] == [
+            "shop:checkout_errors:count1m",
+            "CheckoutErrors",
+        ]
+        assert group["rules"][1]["for"] == "5m"
+        one = client.get("/loki/api/v1/rules/team a/checkout-errors")
+        assert one.status_code == 200
+        assert yaml.safe_load(one.text) == group
+        assert yaml.safe_load(client.get("/loki/api/v1/rules/team a").text) == listing
+
+        # Evaluated: the recording rule's series reaches the metric store.
+        def recorded() -> list[Any]:
+            body = client.get(
+                "/api/v1/query", params={"query": "shop:checkout_errors:count1m"}
+            ).json()
+            return [s["value"][1] for s in body["data"]["result"]]
+
+        wait_for(lambda: recorded() == ["2"])
+        prom = client.get("/prometheus/api/v1/rules").json()["data"]["groups"]
+        assert [(g["name"], g["file"]) for g in prom] == [("checkout-errors", prom[0]["file"])]
+        assert [r["name"] for r in prom[0]["rules"]] == [
+            "shop:checkout_errors:count1m",
+            "CheckoutErrors",
+        ]
+
+        # Refusals answer 400 in plain text and change nothing.
+        bad_expr = API_GROUP.replace('|= "checkout"', '|= "checkout" | nope')
+        refused = client.post("/loki/api/v1/rules/team a", content=bad_expr)
+        assert refused.status_code == 400
+        assert refused.text.startswith("invalid rules config")
+        assert client.post("/loki/api/v1/rules/other", content="rules: []").status_code == 400
+        log_query = API_GROUP.replace(
+            'sum(count_over_time({service="shop"} |= "checkout" [1m]))', '{service="shop"}'
+        )
+        assert client.post("/loki/api/v1/rules/other", content=log_query).status_code == 400
+        assert list(yaml.safe_load(client.get("/loki/api/v1/rules").text)) == ["team a"]
+        missing = client.get("/loki/api/v1/rules/team a/nope")
+        assert (missing.status_code, missing.text.strip()) == (404, "group does not exist")
+
+    with running_server(tmp_path, config, data_dir=data) as server, server.client() as client:
+        listing = yaml.safe_load(client.get("/loki/api/v1/rules").text)
+        assert [g["name"] for g in listing["team a"]] == ["checkout-errors"]
+        # a second group in the namespace, then deletes
+        second = API_GROUP.replace("checkout-errors", "second")
+        assert client.post("/loki/api/v1/rules/team a", content=second).status_code == 202
+        names = [g["name"] for g in yaml.safe_load(client.get("/loki/api/v1/rules").text)["team a"]]
+        assert names == ["checkout-errors", "second"]
+        assert client.delete("/loki/api/v1/rules/team a/checkout-errors").status_code == 202
+        names = [g["name"] for g in yaml.safe_load(client.get("/loki/api/v1/rules").text)["team a"]]
+        assert names == ["second"]
+        assert client.delete("/loki/api/v1/rules/team a/checkout-errors").status_code == 404
+        assert client.delete("/loki/api/v1/rules/team a").status_code == 202
+        assert client.get("/loki/api/v1/rules").status_code == 404
+        assert client.get("/prometheus/api/v1/rules").json()["data"]["groups"] == []
+        assert client.delete("/loki/api/v1/rules/team a").status_code == 404

@@ -164,10 +164,12 @@ def decode_push_protobuf(body: bytes) -> EntryBatch:
         entries = stream.entries
         streams.append(labels)
         counts.append(len(entries))
-        seconds.extend(e.timestamp.seconds for e in entries)
-        nanos.extend(e.timestamp.nanos for e in entries)
-        lines.extend(e.line for e in entries)
+        # One pass: each visit of an entry builds a Python wrapper around it.
         for e in entries:
+            stamp = e.timestamp
+            seconds.append(stamp.seconds)
+            nanos.append(stamp.nanos)
+            lines.append(e.line)
             pairs = e.structuredMetadata
             if pairs:
                 any_metadata = True

@@ -181,6 +181,8 @@ class Pipeline:
     def apply_config(self, config: LogsConfig) -> None:
         self.config = config
         self.redactor = Redactor(config.redaction)
+        # label set -> canonical (validated, redacted) stream text; depends on the config
+        self._stream_texts: dict[tuple[tuple[str, str], ...], str] = {}
         throttle = config.throttle
         old = getattr(self, "throttle", None)
         if old is None or (old.rate, old.burst) != (
@@ -254,6 +256,16 @@ class Pipeline:
         return PipelineResult(table, n, throttled, int(truncated), redactions)
 
     def _stream_text(self, labels: Mapping[str, str]) -> str:
+        key = tuple(labels.items())
+        text = self._stream_texts.get(key)
+        if text is None:
+            text = self._checked_stream_text(labels)
+            if len(self._stream_texts) >= 100_000:
+                self._stream_texts.clear()
+            self._stream_texts[key] = text
+        return text
+
+    def _checked_stream_text(self, labels: Mapping[str, str]) -> str:
         limit = self.config.max_label_value_bytes
         clean: dict[str, str] = {}
         for name, value in labels.items():

@@ -128,12 +128,28 @@ class Redactor:
             replacement = pattern.replacement or f"[REDACTED:{pattern.name}]"
             rules.append(_Rule(pattern.name, pattern.regex, replacement.replace("\\", "\\\\")))
         self._rules = rules
+        # One pass over every line finds the few that any rule may touch; the rules then run
+        # over those alone. (Each pattern in its own group, so its inline flags stay its own.)
+        self._any = "|".join(_scoped(r.pattern) for r in rules)
+        try:  # for single texts (stream labels), where compiling for Arrow would dominate
+            self._any_python: re.Pattern[str] | None = re.compile(_python_regex(self._any))
+        except re.error:
+            self._any_python = None
         self._python = {r.name: re.compile(_python_regex(r.pattern)) for r in rules if r.check}
 
     def redact(self, lines: pa.Array) -> tuple[pa.Array, dict[str, int]]:
         """Return the redacted lines and how many values each rule replaced."""
         counts: dict[str, int] = {}
-        if not self.enabled or len(lines) == 0:
+        if not self.enabled or len(lines) == 0 or not self._rules:
+            return lines, counts
+        candidates = pc.match_substring_regex(lines, self._any)
+        hits = pc.sum(candidates).as_py() or 0
+        if not hits:
+            return lines, counts
+        if hits < len(lines):
+            subset, counts = self.redact(pc.filter(lines, candidates))
+            if counts:
+                lines = pc.replace_with_mask(lines, candidates, subset)
             return lines, counts
         for rule in self._rules:
             mask = pc.match_substring_regex(lines, rule.pattern)
@@ -156,6 +172,8 @@ class Redactor:
         return lines, counts
 
     def redact_text(self, text: str) -> str:
+        if not self.enabled or (self._any_python is not None and not self._any_python.search(text)):
+            return text
         redacted, _ = self.redact(pa.array([text]))
         value: str = redacted[0].as_py()
         return value
@@ -189,6 +207,13 @@ class Redactor:
 
         out = [regex.sub(replace, line) for line in matched.to_pylist()]
         return pa.array(out, pa.string()), count
+
+
+def _scoped(pattern: str) -> str:
+    """``pattern`` as a group of an alternation; a leading ``(?i)`` stays local to it."""
+    if pattern.startswith("(?i)"):
+        return f"(?i:{pattern[4:]})"
+    return f"(?:{pattern})"
 
 
 def _python_regex(pattern: str) -> str:

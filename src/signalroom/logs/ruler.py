@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import glob
 import logging
+import os
+import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +30,7 @@ from signalroom.promql.engine import Engine
 from signalroom.promql.storage import Querier
 from signalroom.rules.manager import AlertNotifier, RuleManager, SampleAppender
 from signalroom.rules.rule import AlertingRule, RecordingRule, RuleError
-from signalroom.rules.rulefmt import RuleFileError, format_go_duration_ms, parse_file
+from signalroom.rules.rulefmt import RuleFileError, format_go_duration_ms, parse_file, parse_rules
 
 if TYPE_CHECKING:
     from signalroom.logs.service import LogService
@@ -94,11 +97,13 @@ def check_log_rule_files(paths: list[str]) -> list[str]:
     return problems
 
 
-def loki_rule_groups(manager: RuleManager) -> dict[str, list[dict[str, Any]]]:
-    """Rule groups by namespace (the rule file), in the shape of Loki's
+def loki_rule_groups(
+    manager: RuleManager, namespace_of: Callable[[str], str] = str
+) -> dict[str, list[dict[str, Any]]]:
+    """Rule groups by namespace (``namespace_of`` the rule file), in the shape of Loki's
     ``GET /loki/api/v1/rules`` (YAML of ``namespace: [rulefmt groups]``)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for group in sorted(manager.groups.values(), key=lambda g: (g.file, g.name)):
+    for group in sorted(manager.groups.values(), key=lambda g: (namespace_of(g.file), g.name)):
         rules: list[dict[str, Any]] = []
         for rule in group.rules:
             item: dict[str, Any]
@@ -125,8 +130,16 @@ def loki_rule_groups(manager: RuleManager) -> dict[str, list[dict[str, Any]]]:
         if group.limit:
             entry["limit"] = group.limit
         entry["rules"] = rules
-        out.setdefault(group.file, []).append(entry)
+        out.setdefault(namespace_of(group.file), []).append(entry)
     return out
+
+
+class RulerAPIError(ValueError):
+    """A ruler API request that cannot be done; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class LogRuler:
@@ -137,6 +150,116 @@ class LogRuler:
         self.manager = manager
         self.base_dir = Path(base_dir)
         self.tenant = service.config.ruler.tenant
+        self._api_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ API-managed groups
+    # Groups set through Loki's ruler API are kept as Loki's local ruler storage keeps them:
+    # one rule file per namespace under <logs dir>/rules/<tenant>/, loaded with the
+    # configured rule files (and surviving restarts with the data directory).
+
+    @property
+    def api_dir(self) -> Path:
+        return self.service.directory / "rules" / self.tenant
+
+    def _namespace_file(self, namespace: str) -> Path:
+        if not namespace or len(namespace) > 200:
+            raise RulerAPIError("invalid namespace: must be 1-200 characters")
+        return self.api_dir / (urllib.parse.quote(namespace, safe="") + ".yaml")
+
+    def namespace_of(self, file: str) -> str:
+        """The namespace a rule file stands for: its name for API-managed files, else its
+        path (the namespace of a configured rule file)."""
+        path = Path(file)
+        if path.parent == self.api_dir and path.suffix == ".yaml":
+            return urllib.parse.unquote(path.stem)
+        return file
+
+    def _api_files(self) -> list[str]:
+        return sorted(str(p) for p in self.api_dir.glob("*.yaml")) if self.api_dir.is_dir() else []
+
+    def _read_namespace(self, namespace: str) -> list[dict[str, Any]]:
+        path = self._namespace_file(namespace)
+        if not path.exists():
+            return []
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        groups: list[dict[str, Any]] = data.get("groups") or []
+        return groups
+
+    def _write_namespace(self, namespace: str, groups: list[dict[str, Any]]) -> None:
+        """Validate and store ``groups`` as the namespace's file (or remove it when empty),
+        then reload the rules."""
+        path = self._namespace_file(namespace)
+        if groups:
+            text = yaml.safe_dump({"groups": groups}, sort_keys=False, allow_unicode=True)
+            try:
+                parse_rules(text, check_logql_expr)
+            except RuleFileError as exc:
+                raise RulerAPIError("invalid rules config: " + "; ".join(exc.errors)) from None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        else:
+            path.unlink(missing_ok=True)
+        self.manager.update(self.paths(self.service.config))
+
+    def _check_tenant(self, tenant: str) -> None:
+        if tenant != self.tenant:
+            raise RulerAPIError(
+                f"the LogQL ruler evaluates tenant {self.tenant!r} only "
+                f"(logs.ruler.tenant); got {tenant!r}"
+            )
+
+    def namespace_groups(self, tenant: str, namespace: str | None = None) -> dict[str, Any]:
+        """``{namespace: [groups]}`` of every loaded group, or of one namespace."""
+        self._check_tenant(tenant)
+        listing = loki_rule_groups(self.manager, self.namespace_of)
+        if namespace is None:
+            return listing
+        if namespace not in listing:
+            raise RulerAPIError("no rule groups found", 404)
+        return {namespace: listing[namespace]}
+
+    def get_group(self, tenant: str, namespace: str, name: str) -> dict[str, Any]:
+        for group in self.namespace_groups(tenant, namespace)[namespace]:
+            if group["name"] == name:
+                return dict(group)
+        raise RulerAPIError("group does not exist", 404)
+
+    def set_group(self, tenant: str, namespace: str, text: str) -> None:
+        """``POST /loki/api/v1/rules/{namespace}``: add or replace one group (YAML)."""
+        self._check_tenant(tenant)
+        try:
+            group = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise RulerAPIError(f"invalid YAML: {exc}") from None
+        if not isinstance(group, dict):
+            raise RulerAPIError("expected one rule group: a YAML mapping with name and rules")
+        name = group.get("name")
+        if not isinstance(name, str) or not name:
+            raise RulerAPIError("invalid rules config: rule group name must not be empty")
+        with self._api_lock:
+            groups = [g for g in self._read_namespace(namespace) if g.get("name") != name]
+            self._write_namespace(namespace, [*groups, group])
+
+    def delete_group(self, tenant: str, namespace: str, name: str) -> None:
+        self._check_tenant(tenant)
+        with self._api_lock:
+            groups = self._read_namespace(namespace)
+            kept = [g for g in groups if g.get("name") != name]
+            if len(kept) == len(groups):
+                raise RulerAPIError("group does not exist", 404)
+            self._write_namespace(namespace, kept)
+
+    def delete_namespace(self, tenant: str, namespace: str) -> None:
+        self._check_tenant(tenant)
+        with self._api_lock:
+            if not self._read_namespace(namespace):
+                raise RulerAPIError("group namespace does not exist", 404)
+            self._write_namespace(namespace, [])
 
     @classmethod
     def create(
@@ -173,7 +296,7 @@ class LogRuler:
         for pattern in config.ruler.rule_files:
             full = pattern if Path(pattern).is_absolute() else str(self.base_dir / pattern)
             paths.extend(sorted(glob.glob(full)))
-        return paths
+        return paths + [p for p in self._api_files() if p not in paths]
 
     def check(self, config: LogsConfig) -> None:
         """Raise ValueError naming every problem of the rule files ``config`` names."""
@@ -199,4 +322,6 @@ class LogRuler:
 
     def rules_yaml(self) -> str:
         """``GET /loki/api/v1/rules``: YAML of rule groups by namespace."""
-        return yaml.safe_dump(loki_rule_groups(self.manager), sort_keys=False)
+        return yaml.safe_dump(
+            loki_rule_groups(self.manager, self.namespace_of), sort_keys=False, allow_unicode=True
+        )

@@ -2,9 +2,12 @@
 
 Rows are sorted by ``(stream_id, timestamp)`` inside each hourly Parquet file, so a stream
 selector prunes row groups by statistics and a stream's lines sit together (they compress
-well). Scans run DuckDB over a consistent snapshot (files + buffered rows) with the stream
-selector, the time range and the line filters pushed into SQL; what LogQL does after that
-(parsers, label filters, formatting) runs on the Arrow batches DuckDB streams back.
+well; times are delta-encoded). Scans run DuckDB over a consistent snapshot (files + buffered
+rows) with the stream selector, the time range and the line filters pushed into SQL; what LogQL
+does after that (parsers, label filters, formatting) runs on the Arrow batches DuckDB streams
+back. Each file carries a trigram index per row group (:mod:`signalroom.logs.ngram`), so a
+``|= "text"`` filter skips the row groups that cannot hold it, and time-ordered scans read the
+files in waves from the newest (or oldest) end, so a query that has its ``limit`` lines stops.
 """
 
 from __future__ import annotations
@@ -16,16 +19,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from signalroom.logs.logql.ast import LabelMatcher, LineFilter
 from signalroom.logs.model import LOG_SCHEMA, parse_labels
+from signalroom.logs.ngram import TrigramIndex, build_metadata
 from signalroom.storage.table import DurableTable
 from signalroom.storage.wal import FsyncPolicy
 
 __all__ = ["LogStore", "StreamInfo"]
 
 _SCAN_ATTEMPTS = 4
+# The tenant=<id> directories would otherwise become a column DuckDB adds to file rows only.
+_NO_HIVE = "hive_partitioning=false"
+_WAVE_ROWS = 1_000_000  # rows of files read per step of a time-ordered scan
 
 
 @dataclass
@@ -87,9 +95,13 @@ class LogStore:
             partition=partition,
             row_group_rows=row_group_rows,
             compression_level=compression_level,
-            dictionary_columns=["stream", "trace_id", "span_id", "metadata"],
+            dictionary_columns=["stream_id", "stream", "trace_id", "span_id", "metadata"],
+            # Times within a stream are close: their deltas bit-pack to about nothing.
+            column_encoding={"timestamp": "DELTA_BINARY_PACKED"},
+            file_metadata=build_metadata,
             name="logs",
         )
+        self.trigrams = TrigramIndex()
         self._catalog: dict[str, dict[int, StreamInfo]] = {}
         self._lock = threading.Lock()
 
@@ -210,10 +222,15 @@ class LogStore:
                 where.append(f"NOT (stream_id IN ({ids}) AND timestamp < {int(rule.cutoff_ns)})")
         for stage in line_filters:
             where.append(line_filter_sql(stage, params))
+        needles = [stage.values for stage in line_filters if stage.op == "|="]
         for column in columns:
             if column not in LOG_SCHEMA.names:
                 raise ValueError(f"unknown column {column!r}")
         sql = "SELECT " + ", ".join(columns) + " FROM {source} WHERE " + " AND ".join(where)
+        if direction != "none" and "timestamp" in columns:
+            return self._ordered_scan(
+                tenant, start_ns, end_ns, sql, params, needles, direction, limit, batch_rows
+            )
         if direction != "none":
             sql += " ORDER BY timestamp " + ("DESC" if direction == "backward" else "ASC")
         if limit is not None:
@@ -224,9 +241,115 @@ class LogStore:
             return reader
 
         batches: Iterator[pa.RecordBatch] = self._run(
-            tenant, start_ns, end_ns, sql, params, fetch, stream=True
+            tenant, start_ns, end_ns, sql, params, fetch, stream=True, needles=needles
         )
         return batches
+
+    def _ordered_scan(
+        self,
+        tenant: str,
+        start_ns: int,
+        end_ns: int,
+        sql: str,
+        params: list[Any],
+        needles: Sequence[Sequence[str]],
+        direction: Literal["backward", "forward"],
+        limit: int | None,
+        batch_rows: int,
+    ) -> Iterator[pa.RecordBatch]:
+        """Rows in time order, reading the files in waves from the newest (``backward``) or
+        the oldest end. A row is handed out once no file still unread can hold a row before
+        it, so a query that stops after ``limit`` lines never reads the older files."""
+        backward = direction == "backward"
+        order = "DESC" if backward else "ASC"
+        sort = [("timestamp", "descending" if backward else "ascending")]
+        emitted = 0
+        last: int | None = None  # time of the last row handed out, for a retry
+        for attempt in range(_SCAN_ATTEMPTS):
+            snapshot = self.table.snapshot(tenant, start_ns, end_ns)
+            try:
+                waves = self._waves(snapshot, backward, last)
+            except FileNotFoundError:
+                continue
+            pending: pa.Table | None = None
+            try:
+                for number, (files, buffered, bound) in enumerate(waves):
+                    query = sql
+                    wave_params = list(params)
+                    if last is not None:  # after a retry: only rows not handed out yet
+                        query += " AND timestamp < ?" if backward else " AND timestamp > ?"
+                        wave_params.append(last)
+                    query += f" ORDER BY timestamp {order}"
+                    if limit is not None:
+                        query += f" LIMIT {int(limit - emitted)}"
+                    rows = self._query_files(
+                        files, buffered if number == 0 else None, query, wave_params, needles
+                    )
+                    pending = rows if pending is None else pa.concat_tables([pending, rows])
+                    if number:
+                        pending = pending.sort_by(sort)
+                    if limit is not None:
+                        pending = pending.slice(0, limit - emitted)
+                    stamps = pending.column("timestamp").to_numpy()
+                    if bound is None:
+                        ready = len(stamps)
+                    elif backward:
+                        ready = int(np.searchsorted(-stamps, -bound, side="left"))
+                    else:
+                        ready = int(np.searchsorted(stamps, bound, side="left"))
+                    if ready:
+                        out = pending.slice(0, ready)
+                        pending = pending.slice(ready)
+                        emitted += out.num_rows
+                        last = int(stamps[ready - 1])
+                        yield from out.to_batches(batch_rows)
+                    if limit is not None and emitted >= limit:
+                        return
+                return
+            except (duckdb.IOException, FileNotFoundError):
+                if attempt == _SCAN_ATTEMPTS - 1:
+                    raise
+
+    def _waves(
+        self, snapshot: Any, backward: bool, last: int | None
+    ) -> list[tuple[list[Path], pa.Table, int | None]]:
+        """Files in groups of about ``_WAVE_ROWS`` rows, from the newest or oldest end, each
+        with the furthest time a later wave can hold (None for the last wave)."""
+        spans = []
+        for path in snapshot.files:
+            low, high, rows = self.trigrams.span(path)
+            if last is not None and ((backward and low >= last) or (not backward and high <= last)):
+                continue
+            spans.append((high if backward else low, path, rows))
+        spans.sort(key=lambda item: -item[0] if backward else item[0])
+        waves: list[tuple[list[Path], pa.Table, int | None]] = []
+        current: list[Path] = []
+        size = 0
+        for edge, path, rows in spans:
+            if current and size + rows > _WAVE_ROWS:
+                waves.append((current, snapshot.buffered, edge))
+                current, size = [], 0
+            current.append(path)
+            size += rows
+        waves.append((current, snapshot.buffered, None))
+        return waves
+
+    def _query_files(
+        self,
+        files: Sequence[Path],
+        buffered: pa.Table | None,
+        sql: str,
+        params: list[Any],
+        needles: Sequence[Sequence[str]],
+    ) -> pa.Table:
+        connection = duckdb.connect()
+        try:
+            source = self._source(connection, files, buffered, needles)
+            result = connection.sql(sql.replace("{source}", source), params=params)
+            table: pa.Table = result.to_arrow_table()
+            return table
+        finally:
+            connection.close()
 
     def _run(
         self,
@@ -238,23 +361,22 @@ class LogStore:
         fetch: Any,
         *,
         stream: bool = False,
+        needles: Sequence[Sequence[str]] = (),
     ) -> Any:
         """Run ``sql`` (with ``{source}`` for the tenant's rows) over one snapshot; retry when
-        a compaction removed a file between snapshot and read."""
+        a compaction removed a file between snapshot and read. ``needles`` (groups of
+        substrings, one of each group in every wanted line) skip row groups by their trigram
+        index."""
         for attempt in range(_SCAN_ATTEMPTS):
             snapshot = self.table.snapshot(tenant, start_ns, end_ns)
             connection = duckdb.connect()
-            parts = []
-            if snapshot.files:
-                files = ", ".join(_sql_string(str(p)) for p in snapshot.files)
-                parts.append(f"SELECT * FROM read_parquet([{files}])")
-            if snapshot.buffered.num_rows:
-                connection.register("buffered_rows", snapshot.buffered)
-                parts.append("SELECT * FROM buffered_rows")
-            if not parts:
-                connection.register("buffered_rows", LOG_SCHEMA.empty_table())
-                parts.append("SELECT * FROM buffered_rows")
-            source = "(" + " UNION ALL ".join(parts) + ")"
+            try:
+                source = self._source(connection, snapshot.files, snapshot.buffered, needles)
+            except FileNotFoundError:
+                connection.close()
+                if attempt == _SCAN_ATTEMPTS - 1:
+                    raise
+                continue
             try:
                 result = connection.sql(sql.replace("{source}", source), params=params)
                 if stream:
@@ -267,6 +389,91 @@ class LogStore:
                 if attempt == _SCAN_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    def _source(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        files: Sequence[Path],
+        buffered: pa.Table | None,
+        needles: Sequence[Sequence[str]],
+    ) -> str:
+        """SQL for the rows of ``files`` and ``buffered``. Row groups whose trigram index rules
+        out a needle are skipped: a file keeping only some is read with a ``file_row_number``
+        range, which DuckDB prunes row groups by."""
+        parts = []
+        whole: list[Path] = []
+        for path in files:
+            groups = self.trigrams.candidates(path, needles) if needles else None
+            if groups is None:
+                whole.append(path)
+                continue
+            sizes = self.trigrams.row_group_rows(path)
+            if len(groups) == len(sizes):
+                whole.append(path)
+                continue
+            starts = np.concatenate(([0], np.cumsum(sizes)))
+            ranges = " OR ".join(
+                f"file_row_number BETWEEN {int(starts[g])} AND {int(starts[g + 1]) - 1}"
+                for g in groups
+            )
+            if ranges:
+                parts.append(
+                    "SELECT * EXCLUDE (file_row_number) FROM read_parquet("
+                    f"{_sql_string(str(path))}, file_row_number=true, {_NO_HIVE}) "
+                    f"WHERE {ranges}"
+                )
+        if whole:
+            names = ", ".join(_sql_string(str(p)) for p in whole)
+            parts.insert(0, f"SELECT * FROM read_parquet([{names}], {_NO_HIVE})")
+        if buffered is not None and buffered.num_rows:
+            connection.register("buffered_rows", buffered)
+            parts.append("SELECT * FROM buffered_rows")
+        if not parts:
+            connection.register("buffered_rows", LOG_SCHEMA.empty_table())
+            parts.append("SELECT * FROM buffered_rows")
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+    def volume(
+        self, tenant: str, stream_ids: Sequence[int], start_ns: int, end_ns: int
+    ) -> tuple[int, int, int]:
+        """``(lines, bytes, parts)`` of the streams in ``[start_ns, end_ns)``, for Loki's index
+        stats: lines counted exactly (without reading the lines), bytes estimated from each
+        file's average line size, parts the files (and buffer) holding them."""
+        if not stream_ids:
+            return 0, 0, 0
+        snapshot = self.table.snapshot(tenant, start_ns, end_ns)
+        ids = ",".join(str(int(s)) for s in stream_ids)
+        where = (
+            f"stream_id IN ({ids}) AND timestamp >= {int(start_ns)} AND timestamp < {int(end_ns)}"
+        )
+        lines = size = parts = 0
+        connection = duckdb.connect()
+        try:
+            if snapshot.files:
+                names = ", ".join(_sql_string(str(p)) for p in snapshot.files)
+                rows = connection.sql(
+                    f"SELECT filename, count(*) FROM read_parquet([{names}], filename=true, "
+                    f"{_NO_HIVE}) "
+                    f"WHERE {where} GROUP BY filename"
+                ).fetchall()
+                parts += len(rows)
+                for name, count in rows:
+                    lines += int(count)
+                    size += int(count * self.trigrams.average_line_bytes(Path(name)))
+            if snapshot.buffered.num_rows:
+                connection.register("buffered_rows", snapshot.buffered)
+                query = (
+                    "SELECT count(*), coalesce(sum(strlen(line)), 0) FROM buffered_rows "
+                    f"WHERE {where}"
+                )
+                found = connection.execute(query).fetchone()
+                if found is not None and found[0]:
+                    parts += 1
+                    lines += int(found[0])
+                    size += int(found[1])
+        finally:
+            connection.close()
+        return lines, size, parts
 
     def stats(self) -> Any:
         return self.table.stats()

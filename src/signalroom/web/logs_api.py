@@ -12,12 +12,14 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import yaml
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 
@@ -36,6 +38,7 @@ from signalroom.logs.logql.engine import (
 )
 from signalroom.logs.logql.parser import parse, parse_duration_ns
 from signalroom.logs.pipeline import IngestError, PipelineResult, records_to_batch
+from signalroom.logs.ruler import RulerAPIError
 from signalroom.logs.service import LogService
 from signalroom.web.deps import TENANT_HEADER, Caller, require, runtime_of, tenant_of
 from signalroom.web.prometheus_api import APIError, form_params, format_value, invalid_param
@@ -387,12 +390,123 @@ async def loki_series(request: Request, caller: Caller = Depends(require("read")
 
 @router.api_route("/loki/api/v1/index/stats", methods=["GET", "POST"])
 async def loki_index_stats(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """How much a selector covers (Grafana shows it as the query's size estimate)."""
     service = _service(request)
     params = await form_params(request)
     start, end = _range_params(params)
     matchers = _selector_matchers(_first(params, "query"))
     streams = service.store.streams(caller.tenant, matchers, start, end + 1)
-    return JSONResponse({"streams": len(streams), "chunks": 0, "entries": 0, "bytes": 0})
+    ids = [s.id for s in streams]
+    lines, size, parts = await asyncio.to_thread(
+        service.store.volume, caller.tenant, ids, start, end + 1
+    )
+    return JSONResponse({"streams": len(streams), "chunks": parts, "entries": lines, "bytes": size})
+
+
+_DETECT_SAMPLE_LINES = 1000
+
+
+@router.api_route("/loki/api/v1/detected_fields", methods=["GET", "POST"])
+async def loki_detected_fields(
+    request: Request, caller: Caller = Depends(require("read"))
+) -> Response:
+    """Fields found by parsing the newest lines of a query (JSON or logfmt) and in their
+    structured metadata, with a type and the number of distinct values: what Grafana's
+    field suggestions and Logs Drilldown ask for."""
+    service = _service(request)
+    params = await form_params(request)
+    start, end = _range_params(params)
+    expr = _parse_query(params)
+    if not isinstance(expr, LogQuery):
+        raise invalid_param("query", 'expected a log query such as {app="api"}')
+    try:
+        limit = int(_first(params, "limit") or 1000)
+    except ValueError:
+        raise invalid_param("limit", "not an integer") from None
+    query = expr
+
+    def work() -> QueryResult:
+        return service.engine.select_logs(
+            caller.tenant, query, start, end + 1, limit=_DETECT_SAMPLE_LINES
+        )
+
+    result = await _run_query(service, work)
+    lines = [line for stream in result.streams for line in stream.lines]
+    return JSONResponse({"fields": detect_fields(lines)[:limit], "limit": limit})
+
+
+def detect_fields(lines: list[str]) -> list[dict[str, Any]]:
+    """Loki's ``detected_fields`` entries for sample lines: label, type (int, float,
+    duration, bytes, boolean or string), cardinality and the parsers that found it."""
+    values: dict[str, set[str]] = {}
+    parsers: dict[str, set[str]] = {}
+    for line in lines:
+        found: dict[str, str] = {}
+        parser = "json"
+        if line.startswith("{"):
+            try:
+                found = _flat_json(json.loads(line))
+            except ValueError:
+                found = {}
+        if not found:
+            parser = "logfmt"
+            found = {k: v.strip('"') for k, v in _LOGFMT.findall(line) if v}
+        for key, value in found.items():
+            values.setdefault(key, set()).add(value)
+            parsers.setdefault(key, set()).add(parser)
+    return [
+        {
+            "label": key,
+            "type": _field_type(values[key]),
+            "cardinality": len(values[key]),
+            "parsers": sorted(parsers[key]),
+        }
+        for key in sorted(values)
+    ]
+
+
+_LOGFMT = re.compile(r'([A-Za-z_][\w.\-]*)=("(?:[^"\\]|\\.)*"|\S*)')
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
+_BYTES = re.compile(r"^\d+(?:\.\d+)?\s?(?:[KMGTPE]i?)?B$", re.IGNORECASE)
+
+
+def _flat_json(value: Any, prefix: str = "") -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, dict):
+            out.update(_flat_json(item, name + "_"))
+        elif not isinstance(item, list):
+            out[name] = json.dumps(item) if isinstance(item, bool) or item is None else str(item)
+    return out
+
+
+def _field_type(samples: set[str]) -> str:
+    def all_match(check: Any) -> bool:
+        return all(check(v) for v in samples)
+
+    def is_int(text: str) -> bool:
+        return text.lstrip("-").isdigit()
+
+    def is_float(text: str) -> bool:
+        try:
+            return math.isfinite(float(text))
+        except ValueError:
+            return False
+
+    if all_match(is_int):
+        return "int"
+    if all_match(is_float):
+        return "float"
+    if all_match(lambda v: v in ("true", "false")):
+        return "boolean"
+    if all_match(_DURATION.match):
+        return "duration"
+    if all_match(_BYTES.match):
+        return "bytes"
+    return "string"
 
 
 @router.get("/loki/api/v1/status/buildinfo")
@@ -675,13 +789,103 @@ def _ruler(service: LogService) -> Any:
     return service.ruler
 
 
+def _yaml(data: Any) -> Response:
+    return Response(
+        yaml.safe_dump(data, sort_keys=False, allow_unicode=True), media_type="application/yaml"
+    )
+
+
+def _accepted() -> Response:
+    """What Loki's ruler answers to a change: stored, evaluated from the next round on."""
+    body = {"status": "success", "data": None, "errorType": "", "error": ""}
+    return JSONResponse(body, status_code=202)
+
+
+def _plain(exc: RulerAPIError) -> Response:
+    """Ruler refusals answer in plain text, as Loki's ruler does."""
+    return Response(f"{exc}\n", status_code=exc.status, media_type="text/plain")
+
+
 @router.get("/loki/api/v1/rules")
+@router.get("/api/prom/rules", include_in_schema=False)
 async def loki_rules(request: Request, caller: Caller = Depends(require("read"))) -> Response:
-    """Loki's ruler listing: YAML of rule groups by namespace (the rule file)."""
+    """Loki's ruler listing: YAML of rule groups by namespace (the rule file, or the name a
+    namespace was given through this API)."""
     ruler = _ruler(_service(request))
-    if not ruler.manager.groups:
+    try:
+        listing = ruler.namespace_groups(caller.tenant)
+    except RulerAPIError as exc:
+        return _plain(exc)
+    if not listing:
         return Response("no rule groups found\n", status_code=404, media_type="text/plain")
-    return Response(ruler.rules_yaml(), media_type="application/yaml")
+    return _yaml(listing)
+
+
+@router.get("/loki/api/v1/rules/{namespace}")
+@router.get("/api/prom/rules/{namespace}", include_in_schema=False)
+async def loki_rules_namespace(
+    namespace: str, request: Request, caller: Caller = Depends(require("read"))
+) -> Response:
+    ruler = _ruler(_service(request))
+    try:
+        return _yaml(ruler.namespace_groups(caller.tenant, namespace))
+    except RulerAPIError as exc:
+        return _plain(exc)
+
+
+@router.get("/loki/api/v1/rules/{namespace}/{group}")
+@router.get("/api/prom/rules/{namespace}/{group}", include_in_schema=False)
+async def loki_rule_group(
+    namespace: str, group: str, request: Request, caller: Caller = Depends(require("read"))
+) -> Response:
+    ruler = _ruler(_service(request))
+    try:
+        return _yaml(ruler.get_group(caller.tenant, namespace, group))
+    except RulerAPIError as exc:
+        return _plain(exc)
+
+
+@router.post("/loki/api/v1/rules/{namespace}")
+@router.post("/api/prom/rules/{namespace}", include_in_schema=False)
+async def loki_set_rule_group(
+    namespace: str, request: Request, caller: Caller = Depends(require("write"))
+) -> Response:
+    """Add or replace one rule group (a YAML body, as ``cortextool``/``lokitool rules sync``
+    and Grafana's rule editor send it) in ``namespace``; kept across restarts."""
+    ruler = _ruler(_service(request))
+    text = (await request.body()).decode("utf-8", "replace")
+    # Changes run on the event loop: the rule manager starts and stops group tasks there.
+    try:
+        ruler.set_group(caller.tenant, namespace, text)
+    except RulerAPIError as exc:
+        return _plain(exc)
+    return _accepted()
+
+
+@router.delete("/loki/api/v1/rules/{namespace}/{group}")
+@router.delete("/api/prom/rules/{namespace}/{group}", include_in_schema=False)
+async def loki_delete_rule_group(
+    namespace: str, group: str, request: Request, caller: Caller = Depends(require("write"))
+) -> Response:
+    ruler = _ruler(_service(request))
+    try:
+        ruler.delete_group(caller.tenant, namespace, group)
+    except RulerAPIError as exc:
+        return _plain(exc)
+    return _accepted()
+
+
+@router.delete("/loki/api/v1/rules/{namespace}")
+@router.delete("/api/prom/rules/{namespace}", include_in_schema=False)
+async def loki_delete_rule_namespace(
+    namespace: str, request: Request, caller: Caller = Depends(require("write"))
+) -> Response:
+    ruler = _ruler(_service(request))
+    try:
+        ruler.delete_namespace(caller.tenant, namespace)
+    except RulerAPIError as exc:
+        return _plain(exc)
+    return _accepted()
 
 
 @router.get("/prometheus/api/v1/rules")

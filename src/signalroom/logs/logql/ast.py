@@ -10,7 +10,7 @@ __all__ = [
     "BinaryOp", "Drop", "Expr", "Keep", "LabelFilter", "LabelFilterAnd", "LabelFilterOr",
     "LabelFilterTerm", "LabelFormat", "LabelMatcher", "LineFilter", "LineFormat", "LogQLError",
     "LogQuery", "MetricExpr", "NumberLiteral", "Parser", "RangeAggregation", "Stage", "Unwrap",
-    "VectorAggregation",
+    "VectorAggregation", "VectorLiteral",
 ]  # fmt: skip
 
 
@@ -168,5 +168,12 @@ class NumberLiteral:
     value: float
 
 
-MetricExpr = RangeAggregation | VectorAggregation | BinaryOp | NumberLiteral
+@dataclass(frozen=True)
+class VectorLiteral:
+    """``vector(1)``: one series without labels, the same value at every step."""
+
+    value: float
+
+
+MetricExpr = RangeAggregation | VectorAggregation | BinaryOp | NumberLiteral | VectorLiteral
 Expr = LogQuery | MetricExpr

@@ -44,6 +44,7 @@ from signalroom.logs.logql.ast import (
     Stage,
     Unwrap,
     VectorAggregation,
+    VectorLiteral,
 )
 from signalroom.logs.logql.parser import parse_bytes_value, parse_duration_ns
 from signalroom.logs.model import format_labels
@@ -618,6 +619,8 @@ class LogQLEngine:
     ) -> float | list[Series]:
         if isinstance(expr, NumberLiteral):
             return expr.value
+        if isinstance(expr, VectorLiteral):
+            return [Series({}, np.full(len(steps), expr.value, np.float64))]
         if isinstance(expr, RangeAggregation):
             return self._range(tenant, expr, steps, stats, deadline)
         if isinstance(expr, VectorAggregation):

@@ -30,6 +30,7 @@ from signalroom.logs.logql.ast import (
     Stage,
     Unwrap,
     VectorAggregation,
+    VectorLiteral,
 )
 
 __all__ = ["parse", "parse_bytes_value", "parse_duration_ns", "parse_selector_labels"]
@@ -245,6 +246,14 @@ class _Parser:
             return self.range_aggregation()
         if token.kind == "ident" and token.text in VECTOR_OPS:
             return self.vector_aggregation()
+        if token.kind == "ident" and token.text == "vector" and self.peek().text == "(":
+            self.i += 2
+            negative = self.tok.text == "-"
+            if negative:
+                self.i += 1
+            value = self.number()
+            self.expect(")")
+            return VectorLiteral(-value if negative else value)
         raise self.error("syntax error: expected a stream selector, a number or a function")
 
     def log_query(self) -> LogQuery:
