@@ -53,7 +53,7 @@ class ServerProcess:
 
 
 def wait_ready(
-    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60
+    url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 90
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -29,8 +29,8 @@ after(async () => {
 });
 
 /** A fresh page; ``expected`` console errors (the 401s a logged-out page causes) are allowed. */
-async function open(url, { headers, expected = [] } = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, baseURL: BASE_URL, extraHTTPHeaders: headers });
+async function open(url, { headers, expected = [], viewport = { width: 1280, height: 900 } } = {}) {
+  const context = await browser.newContext({ viewport, baseURL: BASE_URL, extraHTTPHeaders: headers });
   const page = await context.newPage();
   page.setDefaultTimeout(45_000);
   page.problems = [];
@@ -120,5 +120,20 @@ describe('read-only token', () => {
     await visible(admin.getByRole('button', { name: 'New silence' }));
     await visible(admin.getByText('ops-admin'));
     await admin.context().close();
+  });
+});
+
+describe('phone width', () => {
+  test('the login page fits 390 px and takes the token with the keyboard', async () => {
+    const page = await open('/inbox', { expected: UNAUTHORIZED, viewport: { width: 390, height: 844 } });
+    await visible(page.getByRole('heading', { level: 1, name: 'Log in' }));
+    assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 390);
+    await page.screenshot({ path: path.join(SHOTS, 'phone-login.png'), fullPage: true });
+    await page.keyboard.type(ADMIN_TOKEN);
+    await page.keyboard.press('Enter');
+    await visible(page.getByRole('heading', { level: 1, name: 'Inbox' }));
+    await visible(page.getByText('No notifications yet.'));
+    assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 390);
+    await done(page, 'phone-login-inbox');
   });
 });

@@ -48,6 +48,10 @@ async function open(url, viewport = { width: 1280, height: 900 }) {
     if (message.type() === 'error') page.problems.push(`console error: ${message.text()}`);
   });
   page.on('pageerror', (error) => page.problems.push(`page error: ${error.message}`));
+  page.queries = []; // the range queries the page sent, as URLs
+  page.on('request', (request) => {
+    if (request.url().includes('/api/v1/query_range')) page.queries.push(new URL(request.url()));
+  });
   await page.goto(url);
   return page;
 }
@@ -67,6 +71,29 @@ async function statShows(page, text) {
 
 // Generous: CI machines have 2 cores, and the first answers of a fresh server can be slow.
 const visible = (locator) => locator.first().waitFor({ state: 'visible', timeout: 45_000 });
+
+/** Wait until a form field holds ``expected`` (React applies key presses asynchronously). */
+async function hasValue(locator, expected) {
+  const field = await locator.elementHandle();
+  await locator
+    .page()
+    .waitForFunction(({ el, value }) => el.value === value, { el: field, value: expected })
+    .catch(async () => assert.fail(`the field holds ${JSON.stringify(await locator.inputValue())}, not ${JSON.stringify(expected)}`));
+}
+
+/** Every panel on the page has drawn its data (PanelView sets data-state="rendered"). */
+async function allPanelsRendered(page) {
+  await page.waitForFunction(() => {
+    const panels = [...document.querySelectorAll('main [data-panel-type]')];
+    return panels.length > 0 && panels.every((p) => p.dataset.state === 'rendered' || p.dataset.panelType === 'text');
+  });
+}
+
+/** "2026-05-01 13:00" in local time, as a person types a date-time into the time picker. */
+function localMinutes(date) {
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
 
 describe('dashboards', () => {
   test('the list shows the stored dashboard and imports Grafana JSON', async () => {
@@ -96,8 +123,9 @@ describe('dashboards', () => {
     await visible(stat);
     await statShows(page, '1');
     assert.equal(await page.locator('[data-panel-type="stat"] .stat').getAttribute('style'), 'background: rgb(86, 166, 75); color: rgb(255, 255, 255);');
-    // the table lists the scraped target
+    // the table lists the scraped target; every panel draws
     await visible(page.getByRole('cell', { name: 'signalroom' }));
+    await allPanelsRendered(page);
     // charts are drawn and described for screen readers
     await visible(page.locator('[data-panel-type="timeseries"] canvas'));
     const summary = await page.locator('[data-panel-type="timeseries"] [role="img"]').getAttribute('aria-label');
@@ -139,15 +167,17 @@ describe('explore', () => {
     await editor.pressSequentially('scrape_dur');
     await visible(page.getByRole('option', { name: /scrape_duration_seconds/ }));
     await editor.press('Tab');
-    assert.equal(await editor.inputValue(), 'scrape_duration_seconds');
+    await hasValue(editor, 'scrape_duration_seconds');
     await editor.pressSequentially('{jo');
     await visible(page.getByRole('option', { name: /^job/ }));
     await editor.press('Enter');
+    await hasValue(editor, 'scrape_duration_seconds{job');
     await editor.pressSequentially('="');
     await visible(page.getByRole('option', { name: /signalroom/ }));
     await editor.press('Enter');
+    await hasValue(editor, 'scrape_duration_seconds{job="signalroom"');
     await editor.pressSequentially('}');
-    assert.equal(await editor.inputValue(), 'scrape_duration_seconds{job="signalroom"}');
+    await hasValue(editor, 'scrape_duration_seconds{job="signalroom"}');
     await editor.press('Enter');
     await visible(page.locator('.chart canvas'));
     await page.getByRole('button', { name: 'Table' }).click();
@@ -160,7 +190,7 @@ describe('explore', () => {
     const page = await open('/explore?tab=metrics&expr=up');
     await page.getByRole('button', { name: 'Table' }).click();
     await page.getByRole('link', { name: 'Logs' }).click();
-    assert.equal(await page.getByRole('tab', { name: 'Logs' }).getAttribute('aria-selected'), 'true');
+    await visible(page.getByRole('tab', { name: 'Logs', selected: true }));
     await visible(page.getByText('payment failed'));
     await visible(page.getByText('order 3 placed'));
     await visible(page.getByRole('status').filter({ hasText: '6 lines' }));
@@ -177,6 +207,7 @@ describe('explore', () => {
     await trace.getByRole('link', { name: /Trace 5b8efff7/ }).click();
     await visible(trace.getByRole('tree', { name: 'Spans of the trace' }));
     const spans = trace.getByRole('treeitem');
+    await visible(spans.nth(2));
     assert.equal(await spans.count(), 3);
     assert.deepEqual(
       (await spans.locator('strong').allTextContents()),
@@ -208,7 +239,7 @@ describe('explore', () => {
     assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
     await page.getByRole('tab', { name: 'Metrics' }).focus();
     await page.keyboard.press('ArrowRight');
-    assert.equal(await page.getByRole('tab', { name: 'Logs' }).getAttribute('aria-selected'), 'true');
+    await visible(page.getByRole('tab', { name: 'Logs', selected: true }));
     assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Logs');
     await page.context().close();
   });
@@ -372,12 +403,201 @@ describe('more panels and pack dashboards', () => {
   });
 });
 
+describe('panel editor', () => {
+  test('a person adds a panel, watches the preview, saves it and finds it after a reload', async () => {
+    const page = await open('/dashboards');
+    await page.getByRole('button', { name: 'New dashboard' }).click();
+    await visible(page.getByRole('heading', { level: 1, name: 'New dashboard' }));
+    const uid = new URL(page.url()).pathname.split('/').pop();
+    await allPanelsRendered(page);
+
+    // a stat panel over PromQL, with a unit and a threshold
+    await page.getByRole('button', { name: 'Add panel' }).click();
+    await page.waitForURL(/editPanel=new/);
+    const editor = page.getByRole('region', { name: 'New panel' });
+    await visible(editor);
+    // the keyboard lands in the editor's first field
+    assert.equal(await page.evaluate(() => document.activeElement?.labels?.[0]?.textContent), 'Title');
+    await editor.getByLabel('Title', { exact: true }).fill('Targets per second');
+    await editor.getByLabel('Visualization').selectOption('stat');
+    const query = editor.getByRole('combobox', { name: 'PromQL Query A' });
+    await query.fill('sum(up)');
+    await query.press('Enter');
+    await editor.getByLabel('Unit', { exact: true }).selectOption('reqps');
+    await editor.getByRole('button', { name: 'Add threshold' }).click();
+    await editor.getByLabel('Threshold 2 value').fill('1');
+    const preview = editor.getByRole('region', { name: 'Preview' });
+    await visible(preview.getByRole('heading', { level: 3, name: 'Targets per second' }));
+    const stat = preview.locator('[data-panel-type="stat"] .stat');
+    await page.waitForFunction(() => document.querySelector('[data-panel-type="stat"] .stat-value')?.textContent === '1 req/s');
+    await page.waitForFunction(() => document.querySelector('[data-panel-type="stat"] .stat')?.getAttribute('style')?.includes('rgb(224, 47, 68)'));
+    assert.match(await stat.getAttribute('style'), /background: rgb\(224, 47, 68\)/); // red from 1 on
+    await page.screenshot({ path: path.join(SHOTS, 'panel-editor.png'), fullPage: true });
+    await editor.getByRole('button', { name: 'Save panel' }).click();
+    await visible(page.getByRole('status').filter({ hasText: 'Saved the panel “Targets per second”.' }));
+    assert.doesNotMatch(page.url(), /editPanel/);
+
+    await page.reload();
+    const saved = page.getByRole('article', { name: 'Targets per second' });
+    await visible(saved.getByText('1 req/s'));
+    const stored = async () => page.evaluate(async (id) => (await (await fetch(`/api/sr/dashboards/${id}`)).json()).data.dashboard, uid);
+    let panel = (await stored()).panels.find((p) => p.title === 'Targets per second');
+    assert.equal(panel.type, 'stat');
+    assert.equal(panel.targets[0].expr, 'sum(up)');
+    assert.equal(panel.fieldConfig.defaults.unit, 'reqps');
+    assert.deepEqual(panel.fieldConfig.defaults.thresholds.steps, [{ color: 'green', value: null }, { color: 'red', value: 1 }]);
+
+    // an existing panel becomes a LogQL graph with its legend on the right
+    await page.getByRole('button', { name: 'Edit panel Up by job' }).click();
+    const edit = page.getByRole('region', { name: 'Edit panel: Up by job' });
+    await visible(edit);
+    await edit.getByLabel('Title', { exact: true }).fill('Shop log lines');
+    await edit.getByLabel('Data source').selectOption('loki');
+    const logql = edit.getByRole('combobox', { name: 'LogQL Query A' });
+    await logql.fill('sum by (app) (count_over_time({app="shop"}[1m]))');
+    await edit.getByLabel('Legend format').fill('{{app}}');
+    await edit.getByLabel('Placement').selectOption('right');
+    await edit.getByRole('button', { name: 'Run queries' }).click();
+    await visible(edit.getByRole('region', { name: 'Preview' }).getByRole('img', { name: /Line chart of 1 series.*shop/ }));
+    await edit.getByRole('button', { name: 'Save panel' }).click();
+    await visible(page.getByRole('status').filter({ hasText: 'Saved the panel “Shop log lines”.' }));
+    await page.reload();
+    await visible(page.getByRole('article', { name: 'Shop log lines' }).getByRole('img', { name: /Line chart of 1 series.*shop/ }));
+    assert.equal(await page.getByRole('heading', { level: 3, name: 'Up by job' }).count(), 0);
+    panel = (await stored()).panels.find((p) => p.title === 'Shop log lines');
+    assert.equal(panel.datasource.type, 'loki');
+    assert.equal(panel.targets[0].legendFormat, '{{app}}');
+    assert.equal(panel.options.legend.placement, 'right');
+    await allPanelsRendered(page);
+
+    // an event-analytics query previews as a table; cancel keeps the dashboard as it was
+    await page.getByRole('button', { name: 'Add panel' }).click();
+    const events = page.getByRole('region', { name: 'New panel' });
+    await events.getByLabel('Visualization').selectOption('table');
+    await events.getByLabel('Data source').selectOption('events');
+    await visible(events.getByRole('region', { name: 'Preview' }).getByRole('cell', { name: 'viewed_product' }));
+    await events.getByRole('button', { name: 'Cancel' }).click();
+    await visible(page.getByRole('article', { name: 'Targets per second' }));
+    assert.equal((await stored()).panels.length, 3);
+    await done(page, 'panel-edited');
+  });
+});
+
+describe('time range', () => {
+  test('an absolute range from the URL or the picker drives the queries and stays in the URL', async () => {
+    const to = Date.now() - 10 * 60_000;
+    const from = to - 20 * 60_000;
+    const page = await open(`/d/shop-overview?from=${from}&to=${to}`);
+    await visible(page.getByRole('heading', { level: 3, name: 'Samples scraped' }));
+    await allPanelsRendered(page);
+    const sent = page.queries.find((u) => u.searchParams.get('query').startsWith('scrape_samples_scraped'));
+    assert.equal(Number(sent.searchParams.get('start')), from / 1000);
+    assert.equal(Number(sent.searchParams.get('end')), to / 1000);
+    const picker = page.getByLabel('Time range');
+    assert.equal(await picker.inputValue(), 'custom');
+    assert.match(await picker.locator('option:checked').textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d to \d{4}-/);
+
+    // relative ends typed into the picker
+    await page.getByRole('button', { name: 'Absolute range' }).click();
+    let form = page.getByRole('form', { name: 'Absolute time range' });
+    assert.equal(await form.getByLabel('From').inputValue(), localMinutes(new Date(from)) + `:${String(new Date(from).getSeconds()).padStart(2, '0')}`);
+    await form.getByLabel('From').fill('now-6h');
+    await form.getByLabel('To').fill('now');
+    await form.getByRole('button', { name: 'Apply time range' }).click();
+    await page.waitForURL(/from=now-6h&to=now/);
+    assert.equal(await picker.inputValue(), 'now-6h');
+
+    // date-times as a person types them
+    const start = new Date(Date.now() - 2 * 3600_000);
+    start.setSeconds(0, 0);
+    const end = new Date(start.getTime() + 3600_000);
+    await page.getByRole('button', { name: 'Absolute range' }).click();
+    form = page.getByRole('form', { name: 'Absolute time range' });
+    await form.getByLabel('From').fill(localMinutes(start));
+    await form.getByLabel('To').fill(localMinutes(end));
+    await form.getByRole('button', { name: 'Apply time range' }).click();
+    await page.waitForURL(new RegExp(`from=${start.getTime()}&to=${end.getTime()}`));
+
+    // nonsense is refused with a message, and Escape closes the form
+    await page.getByRole('button', { name: 'Absolute range' }).click();
+    form = page.getByRole('form', { name: 'Absolute time range' });
+    await form.getByLabel('From').fill('last tuesday');
+    await form.getByRole('button', { name: 'Apply time range' }).click();
+    await visible(form.getByRole('alert').filter({ hasText: 'Not a time: “last tuesday”' }));
+    await form.getByLabel('From').press('Escape');
+    assert.equal(await page.getByRole('form', { name: 'Absolute time range' }).count(), 0);
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Absolute range');
+
+    // the URL keeps the range: a reload queries the same window
+    page.queries.length = 0;
+    await page.reload();
+    await allPanelsRendered(page);
+    const again = page.queries.find((u) => u.searchParams.get('query').startsWith('scrape_samples_scraped'));
+    assert.equal(Number(again.searchParams.get('start')), start.getTime() / 1000);
+    assert.equal(Number(again.searchParams.get('end')), end.getTime() / 1000);
+    assert.equal(await page.getByLabel('Time range').inputValue(), 'custom');
+    await done(page, 'dashboard-absolute-range');
+  });
+
+  test('explore takes from and to from the URL', async () => {
+    // The server is younger than the window: the answer may be empty, the query's range is what counts.
+    const page = await open('/explore?tab=metrics&expr=up&from=now-6h&to=now-1h');
+    await page.waitForFunction(() => performance.getEntriesByType('resource').some((r) => r.name.includes('/api/v1/query_range')));
+    await visible(page.getByText('Empty result.'));
+    const sent = page.queries.find((u) => u.searchParams.get('query') === 'up');
+    const now = Date.now() / 1000;
+    assert.ok(Math.abs(Number(sent.searchParams.get('end')) - (now - 3600)) < 120, sent.href);
+    assert.ok(Math.abs(Number(sent.searchParams.get('start')) - (now - 6 * 3600)) < 120, sent.href);
+    assert.match(await page.getByLabel('Time range').locator('option:checked').textContent(), /now-6h to now-1h/);
+    await page.context().close();
+  });
+});
+
+describe('inbox', () => {
+  test("the inbox receiver's notifications, newest first, with runbooks and escalation levels", async () => {
+    const page = await open('/dashboards');
+    await page.getByRole('link', { name: 'Inbox' }).click();
+    await visible(page.getByRole('heading', { level: 1, name: 'Inbox' }));
+    assert.equal(await page.getByRole('link', { name: 'Inbox' }).getAttribute('aria-current'), 'page');
+    const list = page.getByRole('list', { name: 'Notifications, newest first' });
+    await visible(list);
+    const headings = await list.getByRole('heading', { level: 2 }).allTextContents();
+    const resolvedAt = headings.indexOf('resolved alertname=PaymentFailuresHigh');
+    const firingAt = headings.indexOf('firing alertname=PaymentFailuresHigh');
+    assert.ok(resolvedAt >= 0 && firingAt > resolvedAt, `newest first: ${headings.join(' | ')}`);
+
+    const resolved = page.getByRole('article', { name: 'resolved alertname=PaymentFailuresHigh' });
+    await visible(resolved.getByText('12% of payments fail'));
+    assert.equal(await resolved.getByRole('link', { name: 'Runbook for PaymentFailuresHigh' }).getAttribute('href'), 'https://runbooks.example.com/payment-failures');
+    assert.deepEqual(await resolved.locator('dd').allTextContents(), ['inbox', 'alertname=PaymentFailuresHigh', 'not escalated']);
+    await visible(resolved.getByText('team=payments'));
+
+    const escalated = page.getByRole('article', { name: 'firing alertname=CheckoutErrorsHigh' }).filter({ hasText: 'Level 1' });
+    await visible(escalated.getByText('policy shop'));
+    await visible(escalated.getByText('7 errors per second'));
+    assert.match(await escalated.getByRole('link', { name: 'Runbook for CheckoutErrorsHigh' }).getAttribute('href'), /\/runbooks\/checkout-errors$/);
+
+    await page.getByLabel('Show').selectOption('resolved');
+    await page.waitForURL(/status=resolved/);
+    await visible(page.getByRole('status').filter({ hasText: 'resolved' }));
+    const shown = list.getByRole('article');
+    assert.ok((await shown.count()) >= 1);
+    assert.equal(await shown.count(), await list.getByRole('article', { name: /^resolved / }).count());
+    await done(page, 'inbox');
+  });
+});
+
 describe('phone width', () => {
   test('pages fit 390 px without sideways scrolling', async () => {
     for (const [url, name, heading] of [
+      ['/dashboards', 'phone-dashboards', 'Dashboards'],
       ['/d/shop-overview', 'phone-dashboard', 'Shop overview'],
+      ['/d/shop-overview?editPanel=3', 'phone-panel-editor', 'Shop overview'],
       ['/explore?tab=metrics&expr=up', 'phone-explore', 'Explore'],
+      [`/explore?tab=traces&trace=${TRACE_ID}`, 'phone-trace', 'Explore'],
       ['/analytics?tab=retention', 'phone-analytics', 'Analytics'],
+      ['/alerting', 'phone-alerting', 'Alerting'],
+      ['/inbox', 'phone-inbox', 'Inbox'],
     ]) {
       const page = await open(url, { width: 390, height: 844 });
       await visible(page.getByRole('heading', { level: 1, name: heading }));

@@ -370,3 +370,35 @@ export async function eventNames(): Promise<string[]> {
   });
   return data.rows.map((row) => String(row[0]));
 }
+
+// --- the notification inbox (a webhook receiver inside signalroom) ---------------------------
+
+export interface WebhookAlert {
+  status?: string;
+  labels?: Labels;
+  annotations?: Labels;
+  startsAt?: string;
+  endsAt?: string;
+  generatorURL?: string;
+  fingerprint?: string;
+}
+/** Alertmanager's webhook payload (version 4); the inbox keeps any JSON object, so every field
+ * may be missing. */
+export interface WebhookPayload {
+  version?: string;
+  groupKey?: string;
+  status?: string;
+  receiver?: string;
+  groupLabels?: Labels;
+  commonLabels?: Labels;
+  commonAnnotations?: Labels;
+  externalURL?: string;
+  alerts?: WebhookAlert[];
+  truncatedAlerts?: number;
+}
+export interface InboxNotification {
+  id: string;
+  receivedAt: number; // epoch seconds
+  payload: WebhookPayload;
+}
+export const inbox = async (limit = 100) => (await get<PromEnvelope<InboxNotification[]>>('/api/sr/inbox', { limit })).data;

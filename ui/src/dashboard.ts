@@ -99,6 +99,9 @@ const NAMED_COLORS: Record<string, string> = {
   transparent: 'transparent',
 };
 
+/** The named colours a threshold step may take, for pickers. */
+export const THRESHOLD_COLORS = ['green', 'yellow', 'orange', 'red', 'blue', 'purple', 'dark-green', 'dark-red', 'text'];
+
 export function color(name: string | undefined): string {
   if (!name) return '#56a64b';
   return NAMED_COLORS[name] ?? name;
@@ -254,4 +257,39 @@ export function newDashboard(title: string): Dashboard {
       { id: 2, type: 'timeseries', title: 'Up by job', gridPos: { x: 6, y: 0, w: 18, h: 8 }, targets: [{ refId: 'A', expr: 'up{job=~"$job"}', legendFormat: '{{job}} {{instance}}' }] },
     ],
   };
+}
+
+/** Every panel with an id (rows' collapsed panels included): missing or repeated ids get
+ * fresh ones, so the panel editor can address each panel in the URL. */
+export function withPanelIds(panels: Panel[]): Panel[] {
+  const seen = new Set<number>();
+  let next = Math.max(0, ...flatPanels(panels).map((p) => (typeof p.id === 'number' ? p.id : 0))) + 1;
+  const fix = (panel: Panel): Panel => {
+    let id = panel.id;
+    if (typeof id !== 'number' || seen.has(id)) id = next++;
+    seen.add(id);
+    return panel.panels ? { ...panel, id, panels: panel.panels.map(fix) } : { ...panel, id };
+  };
+  return panels.map(fix);
+}
+
+export function flatPanels(panels: Panel[]): Panel[] {
+  return panels.flatMap((p) => [p, ...(p.panels ?? [])]);
+}
+
+/** ``panels`` with the panel of ``next.id`` replaced (also inside a collapsed row), or
+ * ``next`` added below everything else when no panel has that id. */
+export function upsertPanel(panels: Panel[], next: Panel): Panel[] {
+  if (flatPanels(panels).some((p) => p.id === next.id))
+    return panels.map((p) =>
+      p.id === next.id ? next : p.panels ? { ...p, panels: p.panels.map((c) => (c.id === next.id ? next : c)) } : p,
+    );
+  const bottom = Math.max(0, ...panels.map((p) => (p.gridPos?.y ?? 0) + (p.gridPos?.h ?? 0)));
+  const w = next.gridPos?.w ?? 12;
+  const h = next.gridPos?.h ?? 8;
+  return [...panels, { ...next, gridPos: { x: 0, y: bottom, w, h } }];
+}
+
+export function removePanel(panels: Panel[], id: number): Panel[] {
+  return panels.filter((p) => p.id !== id).map((p) => (p.panels ? { ...p, panels: p.panels.filter((c) => c.id !== id) } : p));
 }

@@ -8,6 +8,7 @@ import { Login } from './pages/Login';
 import { SessionContext } from './session';
 import { DashboardList, DashboardView } from './pages/Dashboards';
 import { Explore } from './pages/Explore';
+import { Inbox } from './pages/Inbox';
 import { useLocation } from './router';
 import './styles.css';
 
@@ -16,6 +17,7 @@ const NAV = [
   { href: '/explore', label: 'Explore' },
   { href: '/analytics', label: 'Analytics' },
   { href: '/alerting', label: 'Alerting' },
+  { href: '/inbox', label: 'Inbox' },
 ];
 
 function Page({ path }: { path: string }) {
@@ -25,6 +27,7 @@ function Page({ path }: { path: string }) {
   if (path.startsWith('/explore')) return <Explore />;
   if (path.startsWith('/alerting')) return <Alerting />;
   if (path.startsWith('/analytics')) return <Analytics />;
+  if (path.startsWith('/inbox')) return <Inbox />;
   return (
     <>
       <h1>Page not found</h1>

@@ -46,6 +46,43 @@ export function resolveTime(text: string, now: number): number {
   return Number.isNaN(parsed) ? now : parsed / 1000;
 }
 
+/** Whether a range end is relative to now ("now", "now-6h") rather than a fixed instant. */
+export function isRelative(text: string): boolean {
+  return /^now(-.+)?$/.test(text.trim());
+}
+
+/** What a person typed into a time field as Grafana keeps it in the URL: "now"/"now-6h" as
+ * they are, an epoch in ms as it is, a date-time ("2026-05-01 13:00", ISO) as epoch ms in
+ * local time; null when it is none of these. */
+export function parseTimeInput(text: string): string | null {
+  const trimmed = text.trim();
+  if (trimmed === 'now') return 'now';
+  const relative = /^now-(.+)$/.exec(trimmed);
+  if (relative) return Number.isNaN(parseDuration(relative[1])) ? null : trimmed;
+  if (/^\d{9,}$/.test(trimmed)) return trimmed;
+  const local = /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(trimmed);
+  if (local) {
+    const [, y, mo, d, h = '0', mi = '0', s = '0'] = local;
+    const date = new Date(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
+    return Number.isNaN(date.getTime()) || date.getDate() !== Number(d) ? null : String(date.getTime());
+  }
+  const parsed = Date.parse(trimmed);
+  return Number.isNaN(parsed) ? null : String(parsed);
+}
+
+/** A range end for a text field: relative as it is, absolute as a local date-time. */
+export function timeInputText(text: string): string {
+  if (isRelative(text)) return text.trim();
+  return formatTime(resolveTime(text, Date.now() / 1000));
+}
+
+/** A range as a person reads it: "Last 6 hours", or "2026-05-01 13:00:00 to 2026-05-01 14:00:00". */
+export function describeRange(range: TimeRange): string {
+  const known = RELATIVE_RANGES.find((r) => r.from === range.from.trim());
+  if (known && range.to.trim() === 'now') return known.label;
+  return `${timeInputText(range.from)} to ${timeInputText(range.to)}`;
+}
+
 export function resolveRange(range: TimeRange, now = Date.now() / 1000): { start: number; end: number } {
   const start = resolveTime(range.from, now);
   const end = resolveTime(range.to, now);

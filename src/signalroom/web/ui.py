@@ -32,7 +32,7 @@ __all__ = ["SESSION_COOKIE", "STATIC_DIR", "router", "session_authorization"]
 STATIC_DIR = Path(__file__).parent / "static"
 """Where ``npm run build`` in ``ui/`` writes the application."""
 
-PAGES = ("dashboards", "d", "explore", "alerting", "analytics", "login")
+PAGES = ("dashboards", "d", "explore", "alerting", "analytics", "inbox", "login")
 """First path segments that are client-side routes of the UI."""
 
 DASHBOARD_NAMESPACE = "dashboards"

@@ -1,5 +1,5 @@
 // Apache ECharts in React: tree-shaken imports, resized with its container.
-import { useEffect, useRef } from 'react';
+import { createContext, useContext, useEffect, useRef } from 'react';
 import * as echarts from 'echarts/core';
 import { BarChart, GaugeChart, HeatmapChart, LineChart, PieChart, SankeyChart } from 'echarts/charts';
 import {
@@ -31,17 +31,29 @@ echarts.use([
   CanvasRenderer,
 ]);
 
+/** Told when a chart has drawn its current option (ECharts' "finished" event). */
+export const ChartDrawn = createContext<(() => void) | null>(null);
+
 export const PALETTE = ['#3274d9', '#56a64b', '#e0752d', '#a352cc', '#e02f44', '#37872d', '#8ab8ff', '#f2cc0c', '#ff780a', '#1f60c4'];
 
 /** A chart; ``summary`` is what a screen reader is told the chart shows. */
 export function Chart({ option, summary, height = 240 }: { option: EChartsCoreOption; summary: string; height?: number | string }) {
   const ref = useRef<HTMLDivElement>(null);
   const chart = useRef<echarts.ECharts | null>(null);
+  const drawn = useContext(ChartDrawn);
+  const onDrawn = useRef(drawn);
+  onDrawn.current = drawn;
+  const waiting = useRef(false);
 
   useEffect(() => {
     if (!ref.current) return;
     const instance = echarts.init(ref.current, undefined, { renderer: 'canvas' });
     chart.current = instance;
+    instance.on('finished', () => {
+      if (!waiting.current) return;
+      waiting.current = false;
+      onDrawn.current?.();
+    });
     const observer = new ResizeObserver(() => instance.resize());
     observer.observe(ref.current);
     return () => {
@@ -52,6 +64,7 @@ export function Chart({ option, summary, height = 240 }: { option: EChartsCoreOp
   }, []);
 
   useEffect(() => {
+    waiting.current = true;
     chart.current?.setOption({ color: PALETTE, animation: false, ...option }, { notMerge: true });
   }, [option]);
 

@@ -1,11 +1,11 @@
 // One dashboard panel: stat, gauge, timeseries (and the old graph), bar chart, table, text,
 // heatmap, pie and sankey; targets read Prometheus (PromQL), Loki (metric LogQL) or events.
-import { useEffect, useMemo, useState } from 'react';
+import { memo, useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react';
 import type { EChartsCoreOption } from 'echarts/core';
 import { analytics, logMetricRange, promQuery, promRange, type FunnelData, type InstantSample, type RangeSeries, type SqlData, type TrendsData, type ActiveUsersData } from '../api';
 import { color, datasourceType, legendName, thresholdColor, thresholdSteps, type Panel, type Target } from '../dashboard';
 import { formatTime, formatValue, stepFor } from '../time';
-import { Chart } from './Chart';
+import { Chart, ChartDrawn } from './Chart';
 import { ErrorMessage, Link } from './common';
 
 const SANKEY_TYPES = new Set(['sankey', 'netsage-sankey-panel', 'sankey-panel']);
@@ -105,38 +105,84 @@ async function loadPanel(panel: Panel, targets: Target[], start: number, end: nu
   return data;
 }
 
-export function PanelView({
-  panel,
-  targets,
-  start,
-  end,
-  tick,
-}: {
+interface PanelViewProps {
   panel: Panel;
   targets: Target[];
   start: number;
   end: number;
   tick: number;
-}) {
+  /** Controls shown in the panel's header (the dashboard's "Edit" button). */
+  actions?: ReactNode;
+}
+
+/** Props equal in content: the dashboard builds new panel objects on every render (a variable's
+ * options arriving, a row collapsing), which must not make every chart draw itself again. */
+function sameProps(a: PanelViewProps, b: PanelViewProps): boolean {
+  return (
+    a.start === b.start &&
+    a.end === b.end &&
+    a.tick === b.tick &&
+    !!a.actions === !!b.actions &&
+    JSON.stringify(a.panel) === JSON.stringify(b.panel) &&
+    JSON.stringify(a.targets) === JSON.stringify(b.targets)
+  );
+}
+
+export const PanelView = memo(PanelViewImpl, sameProps);
+
+function PanelViewImpl({
+  panel,
+  targets,
+  start,
+  end,
+  tick,
+  actions,
+}: PanelViewProps) {
   const [data, setData] = useState<PanelData | null>(null);
   const [error, setError] = useState<unknown>(null);
   const titleId = `panel-title-${panel.id ?? Math.abs(hash(panel.title ?? ''))}`;
   const key = JSON.stringify(targets);
+  const article = useRef<HTMLElement>(null);
+  const body = useRef<HTMLDivElement>(null);
+
+  // data-state ("loading", "rendered", "error") and the performance marks "sr:panel-data" and
+  // "sr:panel-rendered" (detail: the panel's title id) say when a panel's data arrived and when
+  // it was drawn: browser tests wait on them, bench/bench_ui.py measures between them.
+  const setState = (state: string) => article.current?.setAttribute('data-state', state);
+  const drawn = useCallback(() => {
+    if (article.current?.getAttribute('data-state') !== 'drawing') return;
+    setState('rendered');
+    performance.mark('sr:panel-rendered', { detail: titleId });
+  }, [titleId]);
 
   useEffect(() => {
     if (!SUPPORTED.has(panel.type) || panel.type === 'text') return;
     const controller = new AbortController();
+    setState('loading');
     loadPanel(panel, targets, start, end, controller.signal)
       .then((d) => {
+        performance.mark('sr:panel-data', { detail: titleId });
+        setState('drawing');
         setData(d);
         setError(null);
       })
       .catch((e) => {
-        if (!controller.signal.aborted) setError(e);
+        if (controller.signal.aborted) return;
+        setState('error');
+        setError(e);
       });
     return () => controller.abort();
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [key, panel.type, JSON.stringify(panel.datasource ?? null), start, end, tick]);
+
+  // Views without a chart (stat, table, "No data") are drawn once React has committed them.
+  useEffect(() => {
+    if (!data) return;
+    const frame = requestAnimationFrame(() => {
+      if (!body.current?.querySelector('.chart')) drawn();
+    });
+    return () => cancelAnimationFrame(frame);
+  }, [data, drawn]);
 
   const first = targets.find((t) => t.expr);
   const firstExpr = first?.expr;
@@ -148,18 +194,21 @@ export function PanelView({
         ? null
         : `/explore?tab=metrics&expr=${encodeURIComponent(first.expr ?? '')}`;
   return (
-    <article className="panel" aria-labelledby={titleId} data-panel-type={panel.type}>
+    <article className="panel" aria-labelledby={titleId} data-panel-type={panel.type} ref={article}>
       <header className="panel-head">
         <h3 id={titleId} title={panel.description}>
           {panel.title || 'Untitled panel'}
         </h3>
-        {firstExpr && exploreHref && (
-          <Link className="panel-link" href={exploreHref} aria-label={`Explore the query of ${panel.title || 'this panel'}`}>
-            Explore
-          </Link>
-        )}
+        <span className="panel-actions">
+          {firstExpr && exploreHref && (
+            <Link className="panel-link" href={exploreHref} aria-label={`Explore the query of ${panel.title || 'this panel'}`}>
+              Explore
+            </Link>
+          )}
+          {actions}
+        </span>
       </header>
-      <div className="panel-body">
+      <div className="panel-body" ref={body}>
         {!SUPPORTED.has(panel.type) ? (
           <p className="muted">Panel type “{panel.type}” is not supported yet.</p>
         ) : panel.type === 'text' ? (
@@ -171,7 +220,9 @@ export function PanelView({
             Loading…
           </p>
         ) : (
-          <PanelContent panel={panel} data={data} range={[start * 1000, end * 1000]} />
+          <ChartDrawn.Provider value={drawn}>
+            <PanelContent panel={panel} data={data} range={[start * 1000, end * 1000]} />
+          </ChartDrawn.Provider>
         )}
       </div>
     </article>

@@ -1,5 +1,5 @@
 // A query editor with completion of metric names, functions, label names and label values.
-import { useEffect, useId, useRef, useState } from 'react';
+import { useEffect, useId, useLayoutEffect, useRef, useState } from 'react';
 import { labelNames, labelValues, logLabels, logLabelValues } from '../api';
 
 const PROMQL_FUNCTIONS = [
@@ -73,6 +73,7 @@ export function QueryInput({
   const [context, setContext] = useState<Context | null>(null);
   const metricNames = useRef<Promise<string[]> | null>(null);
   const request = useRef(0);
+  const caret = useRef<number | null>(null);
 
   const open = suggestions.length > 0 && context !== null;
 
@@ -130,12 +131,19 @@ export function QueryInput({
     onChange(next);
     setSuggestions([]);
     setContext(null);
-    const position = context.start + insert.length;
-    requestAnimationFrame(() => {
-      input.current?.focus();
-      input.current?.setSelectionRange(position, position);
-    });
+    // Put the caret after the insertion as soon as the new value is committed, before the next
+    // key press is handled: a caret moved later (in an animation frame) would send keys typed
+    // meanwhile to the wrong place.
+    caret.current = context.start + insert.length;
+    input.current.focus();
   }
+
+  useLayoutEffect(() => {
+    const position = caret.current;
+    if (position === null || !input.current || input.current.value !== value) return;
+    caret.current = null;
+    input.current.setSelectionRange(position, position);
+  }, [value]);
 
   useEffect(() => {
     metricNames.current = null;

@@ -10,17 +10,22 @@ import {
   type DashboardSummary,
 } from '../api';
 import { ErrorMessage, Link, Loading } from '../components/common';
+import { PanelEditor, newPanel } from '../components/PanelEditor';
 import { PanelView } from '../components/PanelView';
 import { TimeRangePicker } from '../components/TimeRangePicker';
 import {
   customOptions,
+  flatPanels,
   groupRows,
   initialSelection,
   interpolate,
   newDashboard,
   normalisePanels,
   parseLabelValues,
+  removePanel,
+  upsertPanel,
   variableQuery,
+  withPanelIds,
   type Dashboard,
   type Panel,
   type Variable,
@@ -327,7 +332,10 @@ export function DashboardView({ uid }: { uid: string }) {
     loadDashboard(uid).then(
       ({ dashboard, meta }) => {
         setProvisioned(meta.provisioned ? (meta.pack ?? 'a pack') : null);
-        const d = dashboard as Dashboard;
+        // Every panel gets an id, so the panel editor can name it in the URL (?editPanel=3).
+        const d = { ...(dashboard as Dashboard) };
+        d.panels = withPanelIds(normalisePanels(d));
+        delete d.rows;
         setDashboard(d);
         const initial: VariableValues = {};
         for (const v of d.templating?.list ?? []) {
@@ -362,6 +370,7 @@ export function DashboardView({ uid }: { uid: string }) {
 
   const variables = dashboard?.templating?.list ?? [];
   const options = useVariableOptions(variables, selected, resolved);
+  const editParam = location.query.get('editPanel');
 
   if (error) return <ErrorMessage error={error} />;
   if (!dashboard) return <Loading label="Loading dashboard…" />;
@@ -378,6 +387,23 @@ export function DashboardView({ uid }: { uid: string }) {
 
   function targetsOf(panel: Panel) {
     return (panel.targets ?? []).map((t) => ({ ...t, expr: t.expr ? interpolate(t.expr, selected, variables, options, builtins) : t.expr }));
+  }
+
+  const editable = canWrite && !provisioned;
+  const editingPanel =
+    !editable || editParam === null
+      ? null
+      : editParam === 'new'
+        ? newPanel(Math.max(0, ...flatPanels(panels).map((p) => p.id ?? 0)) + 1)
+        : (flatPanels(panels).find((p) => String(p.id) === editParam && p.type !== 'row') ?? null);
+
+  /** Store the dashboard with ``panels`` through the dashboards API; errors go to the caller. */
+  async function savePanels(next: Panel[], message: string) {
+    const updated = { ...dashboard!, panels: next };
+    await saveDashboard(uid, updated);
+    setDashboard(updated);
+    setSaveMessage(message);
+    setQuery({ editPanel: undefined });
   }
 
   async function save(next: Dashboard) {
@@ -421,6 +447,11 @@ export function DashboardView({ uid }: { uid: string }) {
             >
               Edit JSON
             </button>
+            )}
+            {editable && (
+              <button type="button" onClick={() => setQuery({ editPanel: 'new' })} disabled={editParam !== null}>
+                Add panel
+              </button>
             )}
             {canWrite && !provisioned && (
               <button type="button" onClick={() => save({ ...dashboard, time: range, refresh })}>
@@ -500,7 +531,34 @@ export function DashboardView({ uid }: { uid: string }) {
             ))}
         </form>
       )}
-      {rows.map((row) => {
+      {editParam !== null && editable && !editingPanel && (
+        <p className="error" role="alert">
+          This dashboard has no panel {editParam}. <Link href={`/d/${uid}`}>Back to the dashboard</Link>
+        </p>
+      )}
+      {editingPanel && (
+        <PanelEditor
+          key={`${uid}-${editParam}`}
+          initial={editingPanel}
+          isNew={editParam === 'new'}
+          resolveTargets={targetsOf}
+          start={resolved.start}
+          end={resolved.end}
+          onSave={(panel) => savePanels(upsertPanel(panels, panel), `Saved the panel “${panel.title}”.`)}
+          onCancel={() => setQuery({ editPanel: undefined })}
+          onDelete={
+            editParam === 'new'
+              ? undefined
+              : () => {
+                  if (!window.confirm(`Delete the panel “${editingPanel.title ?? ''}”?`)) return;
+                  savePanels(removePanel(panels, editingPanel.id!), `Deleted the panel “${editingPanel.title ?? ''}”.`).catch((e) =>
+                    setSaveMessage(e instanceof Error ? e.message : String(e)),
+                  );
+                }
+          }
+        />
+      )}
+      {!editingPanel && rows.map((row) => {
         const isCollapsed = row.index >= 0 && collapsed[row.index];
         const rowId = `row-${row.index}`;
         const title = row.title !== null ? interpolate(row.title, selected, variables, options, builtins) : null;
@@ -529,6 +587,18 @@ export function DashboardView({ uid }: { uid: string }) {
                         start={resolved.start}
                         end={resolved.end}
                         tick={tick}
+                        actions={
+                          editable && (
+                            <button
+                              type="button"
+                              className="panel-edit"
+                              aria-label={`Edit panel ${panel.title || 'Untitled panel'}`}
+                              onClick={() => setQuery({ editPanel: String(panel.id) })}
+                            >
+                              Edit
+                            </button>
+                          )
+                        }
                       />
                     </div>
                   );

@@ -2,6 +2,7 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import type { EChartsCoreOption } from 'echarts/core';
 import {
+  ApiError,
   findTraces,
   getTrace,
   logLabels,
@@ -33,7 +34,7 @@ const TABS = [
 export function Explore() {
   const location = useLocation();
   const tab = location.query.get('tab') ?? 'metrics';
-  const range: TimeRange = { from: location.query.get('from') ?? 'now-1h', to: 'now' };
+  const range: TimeRange = { from: location.query.get('from') ?? 'now-1h', to: location.query.get('to') ?? 'now' };
   return (
     <>
       <div className="page-head">
@@ -94,7 +95,7 @@ function MetricsExplore({ range, initial }: { range: TimeRange; initial: string 
   useEffect(() => {
     if (initial) void run(initial);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [range.from, tick]);
+  }, [range.from, range.to, tick]);
 
   return (
     <>
@@ -105,7 +106,7 @@ function MetricsExplore({ range, initial }: { range: TimeRange; initial: string 
         </button>
       </div>
       <div className="toolbar">
-        <TimeRangePicker range={range} onRange={(r) => setQuery({ from: r.from })} onRefresh={() => setTick((t) => t + 1)} />
+        <TimeRangePicker range={range} onRange={(r) => setQuery({ from: r.from, to: r.to === 'now' ? undefined : r.to })} onRefresh={() => setTick((t) => t + 1)} />
         <div className="segmented" role="group" aria-label="Result view">
           {(['table', 'graph'] as const).map((v) => (
             <button key={v} type="button" aria-pressed={view === v} onClick={() => setView(v)}>
@@ -231,7 +232,7 @@ function LogsExplore({ range, initial }: { range: TimeRange; initial: string }) 
   useEffect(() => {
     if (initial) void run(initial);
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [range.from]);
+  }, [range.from, range.to]);
 
   useEffect(() => {
     if (!live) return;
@@ -249,7 +250,7 @@ function LogsExplore({ range, initial }: { range: TimeRange; initial: string }) 
         </button>
       </div>
       <div className="toolbar">
-        <TimeRangePicker range={range} onRange={(r) => setQuery({ from: r.from })} onRefresh={() => run()} />
+        <TimeRangePicker range={range} onRange={(r) => setQuery({ from: r.from, to: r.to === 'now' ? undefined : r.to })} onRefresh={() => run()} />
         <label className="inline">
           <input type="checkbox" checked={live} onChange={(e) => setLive(e.target.checked)} /> Live (refresh every 2 s)
         </label>
@@ -358,7 +359,7 @@ function TracesExplore({ range, traceId, service }: { range: TimeRange; traceId:
           <label htmlFor="trace-min">Min duration</label>
           <input id="trace-min" placeholder="100ms" value={minDuration} onChange={(e) => setMinDuration(e.target.value)} size={8} />
         </div>
-        <TimeRangePicker range={range} onRange={(r) => setQuery({ from: r.from })} onRefresh={() => void search()} />
+        <TimeRangePicker range={range} onRange={(r) => setQuery({ from: r.from, to: r.to === 'now' ? undefined : r.to })} onRefresh={() => void search()} />
         <button type="submit" className="primary" disabled={!chosen}>
           Find traces
         </button>
@@ -464,18 +465,28 @@ function TraceView({ traceId }: { traceId: string }) {
   const [error, setError] = useState<unknown>(null);
   const [selected, setSelected] = useState<string | null>(null);
   const [logs, setLogs] = useState<TraceLogLine[] | null>(null);
+  const [attempt, setAttempt] = useState(0);
 
   useEffect(() => {
     setTrace(null);
-    getTrace(traceId).then((t) => (t ? setTrace(t) : setError(new Error('trace not found'))), setError);
+    setError(null);
+    getTrace(traceId).then((t) => (t ? setTrace(t) : setError(new ApiError('trace not found', 404))), setError);
     traceLogs(traceId).then(setLogs, () => setLogs([]));
-  }, [traceId]);
+  }, [traceId, attempt]);
 
   if (error)
     return (
       <>
         <Link href="/explore?tab=traces">← Trace search</Link>
         <ErrorMessage error={error} />
+        {error instanceof ApiError && error.status === 404 && (
+          <p>
+            A trace is stored once its sampling decision is made, some seconds after its first span arrived.{' '}
+            <button type="button" onClick={() => setAttempt((a) => a + 1)}>
+              Try again
+            </button>
+          </p>
+        )}
       </>
     );
   if (!trace) return <Loading label="Loading trace…" />;
