@@ -13,7 +13,6 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,8 @@ from signalroom.packs.freshfoodz.capacity import capacity_app
 from signalroom.simulate import Incident, RunSummary, run
 from signalroom.simulate.companies.webshop import CONFIGURED_CONVERSION, FUNNEL_STEPS
 from tests.support.server import free_port, running_server
+from tests.support.wait import wait_until
+from tests.support.webhook import WebhookSink, webhook_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,28 +37,10 @@ INCIDENT_REAL = (4.0, 18.0)  # real seconds after the simulator starts
 PEAK_REAL = (20.0, 32.0)
 
 
-class Sink(BaseHTTPRequestHandler):
-    """The local notification sink: keeps each webhook payload with its arrival time."""
-
-    received: list[tuple[float, dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Sink.received.append((time.monotonic(), json.loads(body)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def webhook() -> Iterator[str]:
-    Sink.received = []
-    server = HTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
+def sink() -> Iterator[WebhookSink]:
+    with webhook_sink() as running:
+        yield running
 
 
 def demo_rules_for_test() -> str:
@@ -67,23 +50,20 @@ def demo_rules_for_test() -> str:
     return re.sub(r"for: 20s", "for: 1s", text)
 
 
-def notifications(alertname: str, status: str) -> list[float]:
+def notifications(sink: WebhookSink, alertname: str, status: str) -> list[float]:
     return [
         at
-        for at, payload in Sink.received
+        for at, payload in sink.timed()
         for alert in payload["alerts"]
         if alert["labels"].get("alertname") == alertname and alert["status"] == status
     ]
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+    wait_until(predicate, timeout, what)
 
 
-def test_demo_end_to_end(tmp_path: Path, webhook: str) -> None:
+def test_demo_end_to_end(tmp_path: Path, sink: WebhookSink) -> None:
     (tmp_path / "demo-rules.yml").write_text(demo_rules_for_test())
     target_port = free_port()
     config = f"""
@@ -103,7 +83,7 @@ alerting:
     repeat_interval: 1h
   receivers:
     - name: sink
-      webhook_configs: [{{url: '{webhook}', send_resolved: true}}]
+      webhook_configs: [{{url: '{sink.url}', send_resolved: true}}]
 """
     with running_server(tmp_path, config) as server, server.client() as client:
         result: list[RunSummary] = []
@@ -130,9 +110,9 @@ alerting:
             assert stats.sent > 0, name
 
         # the incident's alert fired, notified the sink and resolved while traffic went on
-        fired = notifications("SampleSuccessRateLow", "firing")
-        resolved = notifications("SampleSuccessRateLow", "resolved")
-        assert fired, f"no firing notification; got {[p for _, p in Sink.received]}"
+        fired = notifications(sink, "SampleSuccessRateLow", "firing")
+        resolved = notifications(sink, "SampleSuccessRateLow", "resolved")
+        assert fired, f"no firing notification; got {sink.bodies()}"
         assert resolved, "the alert did not resolve after the incident ended"
         assert min(fired) < min(resolved) < simulation_ended
 
@@ -246,12 +226,12 @@ alerting:
         )
         app = typer.Typer()
         app.add_typer(capacity_app, name="capacity")
-        result = CliRunner().invoke(
+        plan = CliRunner().invoke(
             app,
             ["capacity", "plan", "-b", str(baseline), "-s", "christmas", "--headroom", "0",
              "--url", server.url, "--days", "0.01", "--step", "5", "--json"],
         )  # fmt: skip
-        assert result.exit_code == 0, result.output
-        component = json.loads(result.output)["components"][0]
+        assert plan.exit_code == 0, plan.output
+        component = json.loads(plan.output)["components"][0]
         assert component["target_load_per_second"] > 5 * 15  # the peak was measured, x5
         assert component["instances"] == math.ceil(component["target_load_per_second"] / 10)

@@ -5,11 +5,8 @@ series is queryable with PromQL, and a stack trace becomes an error group that r
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,8 @@ import pytest
 import yaml
 
 from tests.support.server import running_server
+from tests.support.wait import wait_until
+from tests.support.webhook import WebhookSink, webhook_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -52,40 +51,20 @@ TRACEBACK = """Traceback (most recent call last):
 shop.payments.PaymentError: card 4242 declined"""
 
 
-class Sink(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Sink.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def webhook() -> Iterator[str]:
-    Sink.received = []
-    server = HTTPServer(("127.0.0.1", 0), Sink)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
+def sink() -> Iterator[WebhookSink]:
+    with webhook_sink() as running:
+        yield running
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    wait_until(predicate, timeout, "the condition")
 
 
-def received_alerts() -> dict[str, dict[str, Any]]:
+def received_alerts(sink: WebhookSink) -> dict[str, dict[str, Any]]:
     return {
         alert["labels"]["alertname"]: alert
-        for payload in list(Sink.received)
+        for payload in sink.bodies()
         for alert in payload["alerts"]
     }
 
@@ -99,7 +78,7 @@ def push(client: httpx.Client, service: str, lines: list[str]) -> None:
     assert response.status_code == 204, response.text
 
 
-def test_logql_rules_and_error_groups(tmp_path: Path, webhook: str) -> None:
+def test_logql_rules_and_error_groups(tmp_path: Path, sink: WebhookSink) -> None:
     (tmp_path / "log-rules.yml").write_text(LOG_RULES)
     (tmp_path / "rules.yml").write_text(METRIC_RULES)
     config = f"""
@@ -117,7 +96,7 @@ alerting:
     group_interval: 1s
   receivers:
     - name: hook
-      webhook_configs: [{{url: '{webhook}'}}]
+      webhook_configs: [{{url: '{sink.url}'}}]
 """
     with running_server(tmp_path, config) as server, server.client() as client:
         push(client, "shop", [f"error: checkout {i} failed" for i in range(8)] + ["ok"] * 4)
@@ -125,8 +104,8 @@ alerting:
         push(client, "shop", ["request failed\n" + TRACEBACK])
 
         # The LogQL alerting rule fires into the alert manager and reaches the webhook.
-        wait_for(lambda: "ShopLogErrors" in received_alerts())
-        alert = received_alerts()["ShopLogErrors"]
+        wait_for(lambda: "ShopLogErrors" in received_alerts(sink))
+        alert = received_alerts(sink)["ShopLogErrors"]
         assert alert["labels"] == {"alertname": "ShopLogErrors", "service": "shop",
                                    "severity": "page"}  # fmt: skip
         assert alert["annotations"] == {"summary": "shop: 8 error lines in a minute"}
@@ -164,8 +143,8 @@ alerting:
             "/app/shop/payments.py:charge",
             "/app/shop/views.py:checkout",
         ]
-        wait_for(lambda: "NewErrorGroup" in received_alerts())
-        labels = received_alerts()["NewErrorGroup"]["labels"]
+        wait_for(lambda: "NewErrorGroup" in received_alerts(sink))
+        labels = received_alerts(sink)["NewErrorGroup"]["labels"]
         assert labels["fingerprint"] == group["fingerprint"]
         assert (labels["service"], labels["type"]) == ("shop", "shop.payments.PaymentError")
         assert "signalroom_log_error_groups_new_total" in client.get("/metrics").text

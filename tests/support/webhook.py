@@ -19,6 +19,8 @@ class WebhookSink:
     url: str
     received: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    """``time.monotonic()`` at which each body arrived."""
     status: int = 200
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -27,6 +29,11 @@ class WebhookSink:
             if path is None:
                 return list(self.received)
             return [b for b, p in zip(self.received, self.paths, strict=True) if p == path]
+
+    def timed(self) -> list[tuple[float, dict[str, Any]]]:
+        """``(arrival, body)`` pairs."""
+        with self._lock:
+            return list(zip(self.arrivals, self.received, strict=True))
 
     def wait_for(
         self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0
@@ -53,6 +60,7 @@ def webhook_sink(path: str = "/hook") -> Iterator[WebhookSink]:
             with sink._lock:
                 sink.received.append(json.loads(body) if body else {})
                 sink.paths.append(self.path)
+                sink.arrivals.append(time.monotonic())
             self.send_response(sink.status)
             self.end_headers()
 
