@@ -13,6 +13,7 @@ from signalroom.model.labels import Labels
 from signalroom.promql.storage import STALE_NAN
 from signalroom.rules.rule import (
     ALERT_FOR_STATE_METRIC,
+    ALERT_METRIC,
     Alert,
     AlertingRule,
     Health,
@@ -52,6 +53,11 @@ class EvalContext:
     clock: Callable[[], float] = time.time
     #: Observes each rule's evaluation duration (prometheus_rule_evaluation_duration_seconds).
     observe_rule: Callable[[float], None] = _ignore
+    #: Indexes of rules that may read what earlier rules of the group wrote. Output is held and
+    #: written in one append per group, except that it is written before such a rule runs, so
+    #: every rule sees the rules before it, as in Prometheus. None: every rule may (an append
+    #: per rule).
+    reads_group_output: frozenset[int] | None = None
 
 
 @dataclass
@@ -96,6 +102,8 @@ class Group:
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
     #: Set (under `lock`) once a reload replaced or removed this group: it must not run again.
     stopped: bool = False
+    #: How the manager reads for this group's rules (a `readcache.ReadPlan`), built on first use.
+    read_plan: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.series_in_previous_eval:
@@ -104,6 +112,16 @@ class Group:
     @property
     def key(self) -> str:
         return f"{self.file};{self.name}"
+
+    def written_names(self) -> set[str]:
+        """Metric names this group's rules write."""
+        names: set[str] = set()
+        for rule in self.rules:
+            if isinstance(rule, AlertingRule):
+                names.update((ALERT_METRIC, ALERT_FOR_STATE_METRIC))
+            else:
+                names.add(rule.name)
+        return names
 
     def hash64(self) -> int:
         return Labels({"name": self.name, "file": self.file}).hash64()
@@ -158,10 +176,13 @@ class Group:
         """Evaluate every rule in order at `ts_ms`, write results and send alerts."""
         start = time.perf_counter()
         start_wall_ms = int(ctx.clock() * 1000)
-        append = ctx.append
         send = ctx.send
         samples_total = 0
+        pending: list[tuple[Labels, int, float]] = []
         for i, rule in enumerate(self.rules):
+            if pending and (ctx.reads_group_output is None or i in ctx.reads_group_output):
+                ctx.append(pending)
+                pending = []
             rule_start = time.perf_counter()
             rule_wall_ms = int(ctx.clock() * 1000)
             self.metrics.evaluations_total += 1
@@ -186,21 +207,20 @@ class Group:
                     send(rule.expr, due)
             sample_ts = ts_ms - self.query_offset_ms
             returned: dict[Labels, None] = {}
-            batch: list[tuple[Labels, int, float]] = []
             for lbls, value in vector:
-                batch.append((lbls, sample_ts, value))
+                pending.append((lbls, sample_ts, value))
                 returned[lbls] = None
             for lbls in self.series_in_previous_eval[i]:
                 if lbls not in returned:
-                    batch.append((lbls, sample_ts, STALE_NAN))
-            if batch:
-                append(batch)
+                    pending.append((lbls, sample_ts, STALE_NAN))
             self.series_in_previous_eval[i] = returned
             self._observe_rule(rule, ctx)
         if self.stale_series:
             sample_ts = ts_ms - self.query_offset_ms
-            append([(lbls, sample_ts, STALE_NAN) for lbls in self.stale_series])
+            pending.extend((lbls, sample_ts, STALE_NAN) for lbls in self.stale_series)
             self.stale_series = []
+        if pending:
+            ctx.append(pending)
         elapsed = time.perf_counter() - start
         self.evaluation_seconds = elapsed
         self.last_evaluation_ms = start_wall_ms

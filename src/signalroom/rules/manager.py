@@ -28,6 +28,7 @@ from signalroom.rules.metrics import (
     RULE_EVAL_QUANTILES,
     WindowedSummary,
 )
+from signalroom.rules.readcache import GroupQuerier, ReadPlan
 from signalroom.rules.rule import (
     ALERT_FOR_STATE_METRIC,
     Alert,
@@ -35,6 +36,7 @@ from signalroom.rules.rule import (
     AlertState,
     RecordingRule,
     RuleError,
+    RuleQueryFunc,
 )
 from signalroom.rules.rulefmt import ExprCheck, RuleFileError, check_promql_expr, parse_file
 from signalroom.templating.builtins import query_escape
@@ -86,20 +88,31 @@ def _rfc3339(ms: int) -> str:
     return text + (f".{frac:03d}".rstrip("0") if frac else "") + "Z"
 
 
-def make_query_func(
-    engine: Engine, querier_factory: Callable[[], Querier]
-) -> Callable[[str, int], list[tuple[Labels, float]]]:
-    """Rules' QueryFunc over the PromQL engine (EngineQueryFunc): vectors and scalars only."""
-    parsed: dict[str, ast.Expr] = {}
+class EngineQuery:
+    """Rules' QueryFunc over the PromQL engine (EngineQueryFunc): vectors and scalars only.
 
-    def query(expr: str, ts_ms: int) -> list[tuple[Labels, float]]:
+    Parse trees are kept per expression; `bound` answers one group evaluation from a
+    `GroupQuerier`, which reads each selector family from the store once."""
+
+    def __init__(self, engine: Engine, querier_factory: Callable[[], Querier]) -> None:
+        self.engine = engine
+        self.querier_factory = querier_factory
+        self._parsed: dict[str, ast.Expr] = {}
+
+    def parse(self, expr: str) -> ast.Expr:
+        node = self._parsed.get(expr)
+        if node is None:
+            node = ast.parse(expr)
+            if len(self._parsed) < 10_000:
+                self._parsed[expr] = node
+        return node
+
+    def __call__(self, expr: str, ts_ms: int) -> list[tuple[Labels, float]]:
+        return self.query(self.querier_factory(), expr, ts_ms)
+
+    def query(self, querier: Querier, expr: str, ts_ms: int) -> list[tuple[Labels, float]]:
         try:
-            node = parsed.get(expr)
-            if node is None:
-                node = ast.parse(expr)
-                if len(parsed) < 10_000:
-                    parsed[expr] = node
-            result = engine.instant_query(querier_factory(), node, ts_ms)
+            result = self.engine.instant_query(querier, self.parse(expr), ts_ms)
         except PromQLError as exc:
             raise RuleError(str(exc)) from None
         value = result.value
@@ -109,7 +122,34 @@ def make_query_func(
             return [(Labels(), value.value)]
         raise RuleError("rule result is not a vector or scalar")
 
-    return query
+    def plan(self, group: Group) -> ReadPlan:
+        """The group's read plan, built once per rule set (a reload makes new groups)."""
+        if group.read_plan is None:
+            exprs: list[ast.Expr | None] = []
+            for rule in group.rules:
+                try:
+                    exprs.append(self.parse(rule.expr))
+                except PromQLError:
+                    exprs.append(None)
+            group.read_plan = ReadPlan.build(
+                exprs, group.written_names(), self.engine.lookback_delta_ms
+            )
+        assert isinstance(group.read_plan, ReadPlan)
+        return group.read_plan
+
+    def bound(self, group: Group, ts_ms: int) -> RuleQueryFunc:
+        """A QueryFunc for evaluating `group` at slot `ts_ms`."""
+        querier = GroupQuerier(
+            self.querier_factory(), self.plan(group), ts_ms - group.query_offset_ms
+        )
+        return lambda expr, t: self.query(querier, expr, t)
+
+
+def make_query_func(
+    engine: Engine, querier_factory: Callable[[], Querier]
+) -> Callable[[str, int], list[tuple[Labels, float]]]:
+    """Rules' QueryFunc over the PromQL engine (EngineQueryFunc): vectors and scalars only."""
+    return EngineQuery(engine, querier_factory)
 
 
 @dataclass
@@ -156,7 +196,8 @@ class RuleManager:
         self.clock = clock
         self.groups: dict[str, Group] = {}
         self.restored = False
-        self.query = query_func or make_query_func(engine, querier_factory)
+        self.engine_query = EngineQuery(engine, querier_factory) if query_func is None else None
+        self.query = query_func or self.engine_query or make_query_func(engine, querier_factory)
         self.check_expr = check_expr
         self.rule_duration = WindowedSummary(RULE_EVAL_QUANTILES)
         self.group_duration = WindowedSummary(GROUP_DURATION_QUANTILES)
@@ -253,9 +294,16 @@ class RuleManager:
 
     # --- evaluation -------------------------------------------------------------------------
 
-    def _context(self) -> EvalContext:
+    def _context(self, group: Group, ts_ms: int) -> EvalContext:
+        query = self.query
+        reads_group_output = None
+        if self.engine_query is not None:
+            query = self.engine_query.bound(group, ts_ms)
+            plan = self.engine_query.plan(group)
+            reads_group_output = frozenset(i for i, r in enumerate(plan.reads_written) if r)
         return EvalContext(
-            query=self.query,
+            query=query,
+            reads_group_output=reads_group_output,
             append=self.appender.append_samples,
             send=self._send,
             resend_delay_ms=self.resend_delay_ms,
@@ -270,7 +318,7 @@ class RuleManager:
         with group.lock:
             if group.stopped:
                 return False
-            group.eval(ts_ms, self._context())
+            group.eval(ts_ms, self._context(group, ts_ms))
         self.group_duration.observe(group.evaluation_seconds)
         return True
 

@@ -17,6 +17,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from signalroom.promql import ast
 from signalroom.promql.value import PromQLError
+from signalroom.rules.goerrors import go_promql_error, go_yaml_error
 from signalroom.templating.gofmt import go_quote
 from signalroom.templating.prometheus import check_alert_template
 
@@ -48,7 +49,7 @@ def check_promql_expr(expr: str) -> str | None:
     try:
         ast.parse(expr)
     except PromQLError as exc:
-        return str(exc)
+        return go_promql_error(expr, str(exc))
     return None
 
 
@@ -377,9 +378,10 @@ def parse_rules(content: str, check_expr: ExprCheck = check_promql_expr) -> list
     try:
         root = yaml.compose(content, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        raise RuleFileError([f"yaml: line {line}: {exc.problem}"]) from None
+        # promtool decodes the file twice (strictly into the groups, then into yaml nodes for
+        # positions) and reports a syntax error from each pass.
+        message = go_yaml_error(exc)
+        raise RuleFileError([message, message]) from None
     except yaml.YAMLError as exc:
         raise RuleFileError([f"yaml: {exc}"]) from None
     decoder = _Decoder()
