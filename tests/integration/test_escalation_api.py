@@ -149,6 +149,13 @@ async def test_ack_timeline_and_resolve_over_http(tmp_path: Path) -> None:
             ]
         )
         await s.sink.await_for(1, "/dev-team")
+        # Both deliveries are recorded once answered (and logged); ack after that, so the
+        # acknowledgement is the newest entry.
+        for _ in range(500):
+            kinds = [e.kind for e in await s.am.escalation.timeline("default", GROUP)]
+            if {"notified", "escalated"} <= set(kinds):
+                break
+            await asyncio.sleep(0.01)
         r = await s.client.post(group_url("ack"), json={"by": "maria", "comment": "looking"})
         assert r.status_code == 200, r.text
         data = r.json()["data"]

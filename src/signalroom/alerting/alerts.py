@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cmp_to_key
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
 from signalroom.alerting.matchers import is_valid_label_name
+from signalroom.alerting.persist import Op, StateWriter, executemany, upsert
 
 __all__ = [
     "ZERO_TIME_TEXT",
@@ -30,7 +30,6 @@ __all__ = [
     "AlertValidationError",
     "Clock",
     "SystemClock",
-    "alert_sort_key",
     "fingerprint",
     "fingerprints",
     "format_time",
@@ -48,10 +47,16 @@ ZERO_TIME_TEXT = "0001-01-01T00:00:00Z"
 
 
 def _fingerprint_input(labels: Mapping[str, str]) -> bytes:
-    return b"".join(
-        name.encode("utf-8") + b"\xff" + labels[name].encode("utf-8") + b"\xff"
-        for name in sorted(labels)
-    )
+    # One encode of the whole text: U+DCFF is the byte 0xFF under surrogateescape.
+    text = "".join([f"{name}\udcff{labels[name]}\udcff" for name in sorted(labels)])
+    data = text.encode("utf-8", "surrogateescape")
+    if data.count(0xFF) != 2 * len(labels) or not data.replace(b"\xff", b"").isascii():
+        # Not plain ASCII: a lone surrogate may have slipped through as a raw byte; strict
+        # encoding refuses it, as a per-label encode does.
+        for name, value in labels.items():
+            name.encode("utf-8")
+            value.encode("utf-8")
+    return data
 
 
 def fingerprint(labels: Mapping[str, str]) -> int:
@@ -134,11 +139,11 @@ def format_time(value: datetime | None) -> str:
     """Go's RFC3339Nano for UTC times: fraction without trailing zeros, ``Z`` suffix."""
     if value is None:
         return ZERO_TIME_TEXT
-    value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += ("." + f"{value.microsecond:06d}").rstrip("0")
-    return text + "Z"
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # isoformat of the naive value: C speed, a 4-digit year, ".ffffff" only when non-zero.
+    text = value.replace(tzinfo=None).isoformat()
+    return (text.rstrip("0") if value.microsecond else text) + "Z"
 
 
 def format_api_time(value: datetime | None) -> str:
@@ -150,6 +155,19 @@ def format_api_time(value: datetime | None) -> str:
 
 
 # --- the alert ---------------------------------------------------------------------------
+
+# Label names repeat in every alert (alertname, job, instance, ...): remember the valid ones.
+_VALID_NAMES: set[str] = set()
+
+
+def _valid_name(name: str) -> bool:
+    if name in _VALID_NAMES:
+        return True
+    if not is_valid_label_name(name):
+        return False
+    if len(_VALID_NAMES) < 10_000:
+        _VALID_NAMES.add(name)
+    return True
 
 
 class AlertValidationError(ValueError):
@@ -187,7 +205,17 @@ class Alert:
         return "resolved" if self.resolved_at(now) else "firing"
 
     def copy(self) -> Alert:
-        return replace(self, labels=dict(self.labels), annotations=dict(self.annotations))
+        # Spelled out rather than dataclasses.replace: every flush copies every alert.
+        return Alert(
+            dict(self.labels),
+            dict(self.annotations),
+            self.starts_at,
+            self.ends_at,
+            self.generator_url,
+            self.updated_at,
+            self.timeout,
+            self._fp,
+        )
 
     def validate(self) -> None:
         """``types.Alert.Validate`` (model.Alert.Validate): times, labels, annotations."""
@@ -198,10 +226,10 @@ class Alert:
         if not self.labels:
             raise AlertValidationError("at least one label pair required")
         for name in self.labels:
-            if not is_valid_label_name(name):
+            if not _valid_name(name):
                 raise AlertValidationError(f'invalid label set: invalid name "{name}"')
         for name in self.annotations:
-            if not is_valid_label_name(name):
+            if not _valid_name(name):
                 raise AlertValidationError(f'invalid annotations: invalid name "{name}"')
 
     def merge(self, newer: Alert, now: datetime) -> Alert:
@@ -245,47 +273,28 @@ class Alert:
         }
 
 
-def _label_set_before(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
-    """Prometheus' ``LabelSet.Before``: shorter first, then by sorted names and values."""
-    if len(a) != len(b):
-        return len(a) < len(b)
-    for name in sorted([*a, *b]):
-        av = a.get(name)
-        if av is None:
-            return True
-        bv = b.get(name)
-        if bv is None:
-            return False
-        if av != bv:
-            return av < bv
-    return False
-
-
-def _compare(x: Alert, y: Alert) -> int:
-    # types.AlertSlice.Less: job, then instance, then the whole label set.
-    for key in ("job", "instance"):
-        xv, yv = x.labels.get(key), y.labels.get(key)
-        if xv is None and yv is None:
-            continue
-        if xv is None:
-            return 1
-        if yv is None:
-            return -1
-        if xv != yv:
-            return -1 if xv < yv else 1
-    if _label_set_before(x.labels, y.labels):
-        return -1
-    if _label_set_before(y.labels, x.labels):
-        return 1
-    return 0
-
-
-alert_sort_key = cmp_to_key(_compare)
-
-
 def sort_alerts(alerts: Iterable[Alert]) -> list[Alert]:
-    """Alerts in the order Alertmanager puts them in a notification."""
-    return sorted(alerts, key=alert_sort_key)
+    """Alerts in the order Alertmanager puts them in a notification (``types.AlertSlice``):
+    by ``job``, then ``instance`` (alerts without one after those with it), then Prometheus'
+    ``LabelSet.Before``: fewer labels first; else, walking both sets' sorted names together,
+    the set that lacks a name the other has comes first, and at a shared name the smaller
+    value. That is the sorted (name, value) pairs with names compared in reverse, which a
+    descending rank of each name (among all names here) gives."""
+    alerts = list(alerts)
+    names = sorted({name for a in alerts for name in a.labels})
+    rank = {name: -i for i, name in enumerate(names)}
+
+    def key(alert: Alert) -> tuple[Any, ...]:
+        labels = alert.labels
+        job, instance = labels.get("job"), labels.get("instance")
+        return (
+            (0, job) if job is not None else (1, ""),
+            (0, instance) if instance is not None else (1, ""),
+            len(labels),
+            [(rank[name], labels[name]) for name in sorted(labels)],
+        )
+
+    return sorted(alerts, key=key)
 
 
 # --- the store ---------------------------------------------------------------------------
@@ -299,13 +308,25 @@ class AlertStore:
     ``put`` merges a new version with an overlapping old one (``provider/mem``), persists the
     batch in one transaction when a database is attached, and then tells the listeners
     (dispatcher, inhibitor). ``gc`` drops resolved alerts, as Alertmanager's store does.
+
+    The alert manager instead applies at once and persists behind (``persist_later``): with a
+    ``StateWriter`` the versions received meanwhile are upserted in the writer's next batch.
+    Alertmanager keeps alerts in memory only and relies on Prometheus re-sending them; this
+    store loses at most the last commit's worth in a crash and nothing on an orderly stop.
     """
 
-    def __init__(self, tenant: str = "default", engine: sa.Engine | None = None) -> None:
+    def __init__(
+        self,
+        tenant: str = "default",
+        engine: sa.Engine | None = None,
+        writer: StateWriter | None = None,
+    ) -> None:
         self.tenant = tenant
         self._engine = engine
+        self._writer = writer
         self._alerts: dict[int, Alert] = {}
         self._listeners: list[Listener] = []
+        self._unsaved: dict[int, Alert] = {}
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -355,16 +376,36 @@ class AlertStore:
                 listener(alert)
 
     def persist(self, merged: list[Alert]) -> None:
+        """Upsert these versions now, in one transaction (blocking)."""
         if self._engine is None or not merged:
             return
+        with self._engine.begin() as conn:
+            self._write(conn, list({a.fingerprint: a for a in merged}.values()))
+
+    def persist_later(self, merged: Iterable[Alert]) -> None:
+        """Queue these versions for the writer's next batch (the latest per fingerprint)."""
+        if self._writer is None or self._engine is None:
+            return
+        for a in merged:
+            self._unsaved[a.fingerprint] = a
+        self._writer.submit_coalesced(("alerts", self.tenant), self._take_unsaved)
+
+    def _take_unsaved(self) -> Op:
+        # Runs on the event loop when the batch starts: rows are made here, the writer
+        # thread only stores them.
+        alerts, self._unsaved = list(self._unsaved.values()), {}
+        return self._rows_write(alerts)
+
+    def _write(self, conn: sa.Connection, alerts: list[Alert]) -> None:
+        if alerts:
+            self._rows_write(alerts)(conn)
+
+    def _rows_write(self, alerts: list[Alert]) -> Op:
         from signalroom.storage.schema import alerting_alerts as table
 
-        latest = {a.fingerprint: a for a in merged}
-        rows = [_alert_row(self.tenant, a) for a in latest.values()]
-        # One upsert statement run as executemany in one transaction: the POST is answered
-        # only after this commit, so an acknowledged alert survives a crash of the process.
-        with self._engine.begin() as conn:
-            conn.execute(_upsert(self._engine, table), rows)
+        assert self._engine is not None
+        rows = [_alert_row(self.tenant, a) for a in alerts]
+        return executemany(self._engine, "alerts-upsert", upsert(self._engine, table), rows)
 
     def load(self) -> int:
         """Read persisted alerts back (at start); listeners are not told."""
@@ -388,38 +429,40 @@ class AlertStore:
         return len(rows)
 
     def gc(self, now: datetime) -> list[Alert]:
-        """Drop resolved alerts; returns them."""
+        """Drop resolved alerts; returns them. Their rows go at once (blocking)."""
+        gone = self.collect(now)
+        if gone and self._engine is not None:
+            with self._engine.begin() as conn:
+                self._delete(conn, gone)
+        return gone
+
+    def gc_later(self, now: datetime) -> list[Alert]:
+        """``gc`` with the rows deleted by the writer, after its earlier writes."""
+        gone = self.collect(now)
+        if gone and self._engine is not None and self._writer is not None:
+            self._writer.submit(lambda conn: self._delete(conn, gone, resolved_by=now))
+        return gone
+
+    def collect(self, now: datetime) -> list[Alert]:
+        """Forget resolved alerts (in memory, including unsaved versions); returns them."""
         gone = [a for a in list(self._alerts.values()) if a.resolved_at(now)]
         for a in gone:
             del self._alerts[a.fingerprint]
-        if gone and self._engine is not None:
-            from signalroom.storage.schema import alerting_alerts as table
-
-            with self._engine.begin() as conn:
-                for chunk in _chunks([a.fingerprint_hex for a in gone], 500):
-                    conn.execute(
-                        sa.delete(table).where(
-                            table.c.tenant == self.tenant, table.c.fingerprint.in_(chunk)
-                        )
-                    )
+            self._unsaved.pop(a.fingerprint, None)
         return gone
 
+    def _delete(
+        self, conn: sa.Connection, gone: list[Alert], resolved_by: datetime | None = None
+    ) -> None:
+        """Delete the rows of ``gone``; with ``resolved_by`` only rows still resolved then (an
+        alert received again may be upserted in an earlier batch than this delete)."""
+        from signalroom.storage.schema import alerting_alerts as table
 
-def _upsert(engine: sa.Engine, table: sa.Table) -> Any:
-    """``INSERT ... ON CONFLICT (tenant, fingerprint) DO UPDATE`` for SQLite and PostgreSQL."""
-    insert: Any
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif engine.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - the state store runs on SQLite or PostgreSQL only
-        raise RuntimeError(f"no upsert for {engine.dialect.name}")
-    stmt = insert(table)
-    keys = {"tenant", "fingerprint"}
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c.tenant, table.c.fingerprint],
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
-    )
+        for chunk in _chunks([a.fingerprint_hex for a in gone], 500):
+            where = [table.c.tenant == self.tenant, table.c.fingerprint.in_(chunk)]
+            if resolved_by is not None:
+                where.append(table.c.ends_at <= resolved_by)
+            conn.execute(sa.delete(table).where(*where))
 
 
 def _overlaps(old: Alert, new: Alert) -> bool:
@@ -474,7 +517,10 @@ def receive_defaults(alert: Alert, now: datetime, resolve_timeout: timedelta) ->
         alert.timeout = True
         alert.ends_at = now + resolve_timeout
     # Empty label values mean "no such label" (removeEmptyLabels).
-    alert.labels = {k: v for k, v in alert.labels.items() if v != ""}
+    labels = alert.labels  # copied either way: the store must not share the caller's dict
+    alert.labels = (
+        {k: v for k, v in labels.items() if v != ""} if "" in labels.values() else dict(labels)
+    )
     alert._fp = None
     return alert
 
@@ -482,7 +528,7 @@ def receive_defaults(alert: Alert, now: datetime, resolve_timeout: timedelta) ->
 def _str_map(raw: Any, what: str) -> dict[str, str]:
     if raw is None:
         return {}
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # JSON gives dicts: no ABC check
         raise ValueError(f"{what} must be an object")
     out: dict[str, str] = {}
     for k, v in raw.items():
@@ -494,7 +540,7 @@ def _str_map(raw: Any, what: str) -> dict[str, str]:
 
 def postable_alert(raw: Any) -> Alert:
     """An alert from an Alertmanager API v2 ``postableAlert`` object (as Prometheus sends)."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise ValueError("an alert must be an object")
     if "labels" not in raw:
         raise ValueError("labels in body is required")

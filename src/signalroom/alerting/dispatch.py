@@ -114,15 +114,20 @@ class Dispatcher:
             sorted({m.name for node in route.walk() for m in node.matchers})
         )
         self._routes_by_values: dict[tuple[str | None, ...], list[RouteNode]] = {}
+        self._group_names: dict[RouteNode, tuple[str, ...]] = {
+            node: tuple(sorted(node.opts.group_by)) for node in route.walk()
+        }
         self._group_by_values: dict[
             tuple[RouteNode, tuple[str | None, ...]], tuple[dict[str, str], int]
         ] = {}
 
     # -- alerts in -------------------------------------------------------------------------
 
-    def process(self, alert: Alert) -> None:
-        """Put an alert into the groups of every route it matches."""
-        now = self.clock.now()
+    def process(self, alert: Alert, now: datetime | None = None) -> None:
+        """Put an alert into the groups of every route it matches; ``now``: when it arrived
+        (a new group's group_wait starts then)."""
+        if now is None:
+            now = self.clock.now()
         for route in self._routes(alert.labels):
             labels, fp = self._group_of(route, alert.labels)
             groups = self.groups.setdefault(route, {})
@@ -136,7 +141,7 @@ class Dispatcher:
                 self._schedule(ag)
 
     def _routes(self, labels: dict[str, str]) -> list[RouteNode]:
-        key = tuple(labels.get(name) for name in self._matched_names)
+        key = tuple(map(labels.get, self._matched_names))
         routes = self._routes_by_values.get(key)
         if routes is None:
             if len(self._routes_by_values) >= _CACHE_LIMIT:
@@ -148,7 +153,7 @@ class Dispatcher:
         if route.opts.group_by_all:
             group = route.group_labels(labels)
             return group, fingerprint(group)
-        key = (route, tuple(labels.get(name) for name in sorted(route.opts.group_by)))
+        key = (route, tuple(map(labels.get, self._group_names[route])))
         found = self._group_by_values.get(key)
         if found is None:
             if len(self._group_by_values) >= _CACHE_LIMIT:

@@ -51,6 +51,7 @@ from signalroom.alerting.nflog import ReceiverKey
 from signalroom.alerting.notify.base import Integration
 from signalroom.alerting.notify.pipeline import Backoff, FlushContext, PipelineError, RetryStage
 from signalroom.alerting.oncall import OnCall, OverrideRecord, oncall_at
+from signalroom.alerting.persist import Op, StateWriter, upsert
 from signalroom.alerting.recovery import RecoveryRunner, recovery_context
 from signalroom.alerting.runbooks import runbook_link
 
@@ -184,12 +185,16 @@ class _Snapshot:
 
 
 class _Store:
-    """Write-through persistence of escalation states, timeline entries and overrides."""
+    """Persistence of escalation states, timeline entries and overrides. States, timeline
+    entries and their gc are writes for the engine's ``StateWriter`` (ordered, batched);
+    overrides are rare and written at once."""
 
     def __init__(self, engine: sa.Engine | None) -> None:
         self.engine = engine
         self._memory_timeline: dict[tuple[str, str], list[TimelineEntry]] = {}
         self._next_id = 1
+        self._unsaved_states: dict[tuple[str, str], dict[str, Any]] = {}
+        self._unsaved_timeline: list[dict[str, Any]] = []
 
     def load_states(self) -> list[GroupEscalation]:
         if self.engine is None:
@@ -226,17 +231,19 @@ class _Store:
                 )
         return out
 
-    def save_state(self, s: GroupEscalation) -> None:
+    def save_later(self, s: GroupEscalation, writer: StateWriter) -> None:
+        """Queue ``s`` as it is now (values taken at once); the states queued meanwhile are
+        written as one upsert."""
         if self.engine is None:
             return
-        from signalroom.storage.schema import alerting_escalations as t
-
-        values = {
+        self._unsaved_states[(s.tenant, s.group_key)] = {
+            "tenant": s.tenant,
+            "group_key": s.group_key,
             "status": s.status,
             "policy": s.policy,
             "severity": s.severity,
             "priority": s.priority,
-            "group_labels": s.group_labels,
+            "group_labels": dict(s.group_labels),
             "started_at": s.started_at,
             "level": s.level,
             "loop": s.loop,
@@ -252,37 +259,52 @@ class _Store:
             "recovery": s.recovery,
             "updated_at": s.updated_at,
         }
-        key = (t.c.tenant == s.tenant) & (t.c.group_key == s.group_key)
-        with self.engine.begin() as conn:
-            if conn.execute(t.update().where(key).values(**values)).rowcount == 0:
-                conn.execute(t.insert().values(tenant=s.tenant, group_key=s.group_key, **values))
+        writer.submit_coalesced(("escalation-states",), self._take_states)
 
-    def append(self, tenant: str, group_key: str, entry: TimelineEntry) -> TimelineEntry:
-        if self.engine is None:
-            entry = replace(entry, id=self._next_id)
-            self._next_id += 1
-            self._memory_timeline.setdefault((tenant, group_key), []).append(entry)
-            return entry
+    def _take_states(self) -> Op | None:
+        from signalroom.storage.schema import alerting_escalations as t
+
+        rows, self._unsaved_states = list(self._unsaved_states.values()), {}
+        if not rows or self.engine is None:
+            return None
+        statement = upsert(self.engine, t)
+        return lambda conn: conn.execute(statement, rows)
+
+    def append_memory(self, tenant: str, group_key: str, entry: TimelineEntry) -> TimelineEntry:
+        """Without a database: keep the entry in memory, numbered."""
+        entry = replace(entry, id=self._next_id)
+        self._next_id += 1
+        self._memory_timeline.setdefault((tenant, group_key), []).append(entry)
+        return entry
+
+    def append_later(
+        self, tenant: str, group_key: str, entry: TimelineEntry, writer: StateWriter
+    ) -> None:
+        """Queue a timeline entry; the entries queued meanwhile are one insert, in order."""
+        self._unsaved_timeline.append(
+            {
+                "tenant": tenant,
+                "group_key": group_key,
+                "at": entry.at,
+                "kind": entry.kind,
+                "actor": entry.actor,
+                "level": entry.level,
+                "target": entry.target,
+                "receiver": entry.receiver,
+                "integration": entry.integration,
+                "outcome": entry.outcome,
+                "detail": dict(entry.detail),
+            }
+        )
+        writer.submit_coalesced(("escalation-timeline",), self._take_timeline)
+
+    def _take_timeline(self) -> Op | None:
         from signalroom.storage.schema import alerting_timeline as t
 
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                t.insert().values(
-                    tenant=tenant,
-                    group_key=group_key,
-                    at=entry.at,
-                    kind=entry.kind,
-                    actor=entry.actor,
-                    level=entry.level,
-                    target=entry.target,
-                    receiver=entry.receiver,
-                    integration=entry.integration,
-                    outcome=entry.outcome,
-                    detail=dict(entry.detail),
-                )
-            )
-            pk = result.inserted_primary_key
-        return replace(entry, id=int(pk[0]) if pk else None)
+        rows, self._unsaved_timeline = self._unsaved_timeline, []
+        if not rows:
+            return None
+        return lambda conn: conn.execute(t.insert(), rows)
 
     def timeline(self, tenant: str, group_key: str, limit: int) -> list[TimelineEntry]:
         if self.engine is None:
@@ -313,18 +335,32 @@ class _Store:
             for r in reversed(rows)
         ]
 
-    def gc(self, before: datetime, resolved_keys: Sequence[tuple[str, str]]) -> None:
+    def gc_write(self, before: datetime, resolved_keys: Sequence[tuple[str, str]]) -> Op | None:
+        """Forget old timeline entries and the given resolved groups (None: nothing stored)."""
         if self.engine is None:
             for pair in resolved_keys:
                 self._memory_timeline.pop(pair, None)
-            return
+            return None
         from signalroom.storage.schema import alerting_escalations as e
         from signalroom.storage.schema import alerting_timeline as t
 
-        with self.engine.begin() as conn:
+        keys = list(resolved_keys)
+
+        def write(conn: sa.Connection) -> None:
             conn.execute(t.delete().where(t.c.at < before))
-            for tenant, key in resolved_keys:
-                conn.execute(e.delete().where((e.c.tenant == tenant) & (e.c.group_key == key)))
+            for tenant, key in keys:
+                # Only while still resolved: a group that fired again since keeps its row
+                # (its newer state may be written in an earlier batch than this delete).
+                conn.execute(
+                    e.delete().where(
+                        (e.c.tenant == tenant)
+                        & (e.c.group_key == key)
+                        & (e.c.status == RESOLVED)
+                        & (e.c.resolved_at < before)
+                    )
+                )
+
+        return write
 
     # -- overrides ---------------------------------------------------------------------------
 
@@ -413,6 +449,7 @@ class EscalationEngine:
         backoff: Backoff | None = None,
         retention: timedelta = DEFAULT_RETENTION,
         delivery_timeout: timedelta = ESCALATION_TIMEOUT,
+        writer: StateWriter | None = None,
     ) -> None:
         self.config = config
         self.integrations_of = integrations_of
@@ -424,6 +461,8 @@ class EscalationEngine:
         self.retention = retention
         self.delivery_timeout = delivery_timeout
         self._store = _Store(engine)
+        # Shared with the alert manager's other writes, so one thread commits them all.
+        self._writer = writer if writer is not None else StateWriter(engine)
         self._states: dict[tuple[str, str], GroupEscalation] = {}
         self._snapshots: dict[tuple[str, str], _Snapshot] = {}
         self._overrides: dict[str, list[OverrideRecord]] = {}
@@ -461,6 +500,7 @@ class EscalationEngine:
             task.cancel()
         if self._recoveries:
             await asyncio.wait(set(self._recoveries))
+        await self._writer.drain()
 
     async def settle(self) -> None:
         """Wait until every running recovery finished (tests, orderly shutdown)."""
@@ -1034,6 +1074,7 @@ class EscalationEngine:
     # -- timeline, on-call -------------------------------------------------------------------
 
     async def timeline(self, tenant: str, group_key: str, limit: int = 1000) -> list[TimelineEntry]:
+        await self._writer.drain()
         return await asyncio.to_thread(self._store.timeline, tenant, group_key, limit)
 
     def overrides(self, tenant: str = "default") -> list[OverrideRecord]:
@@ -1078,15 +1119,19 @@ class EscalationEngine:
 
     # -- persistence -------------------------------------------------------------------------
 
+    # States and timeline entries are queued on the writer, not awaited: a burst of new groups
+    # (each triggering under the one lock) then costs one commit, not two per group. They are
+    # durable a commit later; stop() drains the writer.
+
     async def _save(self, state: GroupEscalation, now: datetime) -> None:
         state.updated_at = now
-        await asyncio.to_thread(self._store.save_state, state)
+        self._store.save_later(state, self._writer)
 
     async def _record(self, tenant: str, group_key: str, entry: TimelineEntry) -> None:
-        try:
-            await asyncio.to_thread(self._store.append, tenant, group_key, entry)
-        except Exception:
-            log.exception("writing the alert-group timeline failed", extra={"group_key": group_key})
+        if self._store.engine is None:
+            self._store.append_memory(tenant, group_key, entry)
+        else:
+            self._store.append_later(tenant, group_key, entry, self._writer)
 
     async def gc(self, now: datetime) -> None:
         """Forget timeline entries and resolved groups older than the retention."""
@@ -1100,6 +1145,8 @@ class EscalationEngine:
             for k in old:
                 self._states.pop(k, None)
                 self._snapshots.pop(k, None)
-            await asyncio.to_thread(self._store.gc, before, old)
+            write = self._store.gc_write(before, old)
+            if write is not None:
+                self._writer.submit(write)
             for tenant, records in self._overrides.items():
                 self._overrides[tenant] = [o for o in records if o.end >= before]

@@ -50,6 +50,7 @@ from signalroom.alerting.notify.pipeline import (
     MultiStage,
     build_receiver_stage,
 )
+from signalroom.alerting.persist import StateWriter
 from signalroom.alerting.recovery import RecoveryRunner, VerifyFunc
 from signalroom.alerting.route import RouteNode, build_routing_tree
 from signalroom.alerting.runbooks import RunbookLibrary, RunbookStage
@@ -102,11 +103,11 @@ class EscalationGate:
     """The escalation stage, run beside delivery whenever it cannot hold the notification
     back.
 
-    Escalation bookkeeping (triggering a group, its timeline) writes to the state store under
-    one lock for all groups; awaited in line, a burst of new groups would wait on each other's
-    writes before any webhook goes out. Only a repeat of an acknowledged group can be held
-    back, so only then does delivery wait; otherwise the work runs as background work of the
-    flush, which the observer and the flush itself await (the timeline keeps its order).
+    Escalation bookkeeping (triggering a group, its timeline) runs under the engine's one
+    lock, which its level deliveries hold too; awaited in line, a route notification would
+    wait for escalation pages of other groups. Only a repeat of an acknowledged group can be
+    held back, so only then does delivery wait; otherwise the work runs as background work of
+    the flush, which the observer and the flush itself await (the timeline keeps its order).
     """
 
     def __init__(self, engine: EscalationEngine, tenant: str) -> None:
@@ -193,6 +194,9 @@ class AlertManager:
         self._maintenance: asyncio.Task[None] | None = None
         self._running = False
         self._config_lock = asyncio.Lock()
+        # Every write of alerts, the notification log, escalation states and the timeline
+        # goes through one writer: one thread, few transactions, no SQLite lock contention.
+        self.writer = StateWriter(self.engine)
         self._build_integrations()
         self.extensions = extensions or EscalationExtensions()
         self.verify = verify
@@ -206,6 +210,7 @@ class AlertManager:
             base_url=self.external_url,
             backoff=backoff,
             retention=retention,
+            writer=self.writer,
         )
         self.runbooks = RunbookLibrary(self.extensions.escalation.runbooks.dirs)
         register_state_source(self)
@@ -267,6 +272,7 @@ class AlertManager:
             if t.dispatcher is not None:
                 await t.dispatcher.stop()
                 t.dispatcher = None
+        await self.writer.drain()
         await self._close_integrations(self.integrations)
 
     async def apply_config(
@@ -319,9 +325,11 @@ class AlertManager:
     async def _load_tenant(self, tenant: str) -> TenantAlerting:
         t = TenantAlerting(
             tenant=tenant,
-            store=AlertStore(tenant, self.engine),
+            store=AlertStore(tenant, self.engine, self.writer),
             silences=Silences(tenant, self.engine, retention=self.retention),
-            nflog=NotificationLog(tenant, self.engine, retention=self.retention),
+            nflog=NotificationLog(
+                tenant, self.engine, retention=self.retention, writer=self.writer
+            ),
             inhibitor=Inhibitor(self.config.inhibit_rules),
         )
         await asyncio.to_thread(t.store.load)
@@ -366,8 +374,8 @@ class AlertManager:
         t.dispatcher = Dispatcher(
             self.route, notify, clock=self.clock, cleanup_interval=self.cleanup_interval
         )
+        # The dispatcher is fed by receive(), with the time the alerts arrived.
         t.store.subscribe(t.inhibitor.observe)
-        t.store.subscribe(t.dispatcher.process)
         for alert in t.store.all():
             t.inhibitor.observe(alert)
             t.dispatcher.process(alert)
@@ -392,8 +400,7 @@ class AlertManager:
                     await asyncio.to_thread(t.nflog.gc, now)
                     await self.escalation.gc(now)
                     if time.monotonic() - last_alert_gc >= self.alert_gc_interval.total_seconds():
-                        async with t.lock:
-                            gone = await asyncio.to_thread(t.store.gc, now)
+                        gone = t.store.gc_later(now)
                         t.inhibitor.forget(gone)
                 except Exception:
                     log.exception("alerting maintenance failed", extra={"tenant": t.tenant})
@@ -402,15 +409,20 @@ class AlertManager:
 
     # -- alerts ----------------------------------------------------------------------------
 
-    async def receive(self, alerts: Iterable[Alert], tenant: str = "default") -> list[str]:
+    async def receive(
+        self, alerts: Iterable[Alert], tenant: str = "default", *, now: datetime | None = None
+    ) -> list[str]:
         """Accept alerts as ``POST /api/v2/alerts`` does; returns validation errors (the valid
-        alerts are stored and dispatched even when some are invalid)."""
-        now = self.clock.now()
+        alerts are stored and dispatched even when some are invalid). ``now``: when they
+        arrived (the API takes the time before it parses the body, as Alertmanager does)."""
+        if now is None:
+            now = self.clock.now()
         valid: list[Alert] = []
         errors: list[str] = []
         firing = resolved = 0
+        resolve_timeout = self.resolve_timeout
         for alert in alerts:
-            receive_defaults(alert, now, self.resolve_timeout)
+            receive_defaults(alert, now, resolve_timeout)
             if alert.ends_at is not None and alert.ends_at > now:
                 firing += 1
             else:
@@ -430,10 +442,15 @@ class AlertManager:
             METRICS.invalid.inc(len(errors))
         if valid:
             t = await self.tenant(tenant)
-            async with t.lock:
-                merged = t.store.merge_batch(valid, now)
-                await asyncio.to_thread(t.store.persist, merged)
-                t.store.apply(merged)
+            # Merged, applied and dispatched in one step of the event loop (no await), so
+            # nothing interleaves; persisted behind (see AlertStore). Groups count their
+            # group_wait from when the alerts arrived, not from when this batch got here.
+            merged = t.store.merge_batch(valid, now)
+            t.store.apply(merged)
+            t.store.persist_later(merged)
+            if t.dispatcher is not None:
+                for alert in merged:
+                    t.dispatcher.process(alert, now)
         return errors
 
     def status_of(self, t: TenantAlerting, alert: Alert, now: datetime) -> AlertStatus:

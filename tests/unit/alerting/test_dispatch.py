@@ -88,6 +88,17 @@ async def test_first_flush_after_group_wait_then_every_group_interval() -> None:
     assert [a.labels["instance"] for a in rec.calls[1][1]] == ["1", "2"]
 
 
+async def test_group_wait_counts_from_when_the_alert_arrived() -> None:
+    clock = FakeClock()
+    d, rec = make(clock)
+    arrived = clock.now()
+    clock.advance(2)  # the batch reached the dispatcher 2 s after the POST came in
+    d.process(alert(clock, alertname="A"), arrived)
+    clock.advance(28)  # 30 s after arrival
+    assert await d.run_due() == 1
+    assert len(rec.calls) == 1
+
+
 async def test_old_alert_flushes_at_once() -> None:
     clock = FakeClock()
     d, rec = make(clock)

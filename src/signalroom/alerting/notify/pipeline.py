@@ -359,9 +359,7 @@ class SetNotifiesStage:
     async def exec(
         self, ctx: FlushContext, alerts: list[Alert]
     ) -> tuple[FlushContext, list[Alert]]:
-        await asyncio.to_thread(
-            self.nflog.log, self.receiver, ctx.group_key, ctx.firing, ctx.resolved, ctx.now
-        )
+        await self.nflog.record(self.receiver, ctx.group_key, ctx.firing, ctx.resolved, ctx.now)
         return ctx, alerts
 
 
