@@ -10,21 +10,17 @@ import asyncio
 import contextlib
 import json
 import shutil
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from signalroom.alerting.testing import WebhookSink, free_port
+from signalroom.alerting.testing import WebhookSink
 from tests.integration.test_alertmanager_amtool import serve
-
-AM_BINARY = "/usr/bin/prometheus-alertmanager"
+from tests.support.alertmanager import AM_BINARY, real_alertmanager
 
 pytestmark = [
     pytest.mark.integration,
@@ -68,43 +64,6 @@ def config(prefix: str) -> dict[str, Any]:
             hook("front"),
         ],
     }
-
-
-@contextlib.contextmanager
-def real_alertmanager(section: dict[str, Any], tmp: Path) -> Iterator[str]:
-    cfg = tmp / "am.yml"
-    cfg.write_text(yaml.safe_dump(section))
-    port = free_port()
-    log = (tmp / "am.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            AM_BINARY,
-            f"--config.file={cfg}",
-            f"--storage.path={tmp / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp / "am.log").read_text())
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def ts(t: datetime) -> str:

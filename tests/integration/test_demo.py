@@ -20,12 +20,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from signalroom.alerting.testing import WebhookSink
 from signalroom.packs.freshfoodz.capacity import capacity_app
 from signalroom.simulate import Incident, RunSummary, run
 from signalroom.simulate.companies.webshop import CONFIGURED_CONVERSION, FUNNEL_STEPS
 from tests.support.server import free_port, running_server
 from tests.support.wait import wait_until
-from tests.support.webhook import WebhookSink, webhook_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ PEAK_REAL = (20.0, 32.0)
 
 @pytest.fixture
 def sink() -> Iterator[WebhookSink]:
-    with webhook_sink() as running:
+    with WebhookSink() as running:
         yield running
 
 
@@ -53,7 +53,7 @@ def demo_rules_for_test() -> str:
 def notifications(sink: WebhookSink, alertname: str, status: str) -> list[float]:
     return [
         at
-        for at, payload in sink.timed()
+        for _, at, payload in list(sink.received)
         for alert in payload["alerts"]
         if alert["labels"].get("alertname") == alertname and alert["status"] == status
     ]

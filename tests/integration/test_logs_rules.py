@@ -14,9 +14,9 @@ import httpx
 import pytest
 import yaml
 
+from signalroom.alerting.testing import WebhookSink
 from tests.support.server import running_server
 from tests.support.wait import wait_until
-from tests.support.webhook import WebhookSink, webhook_sink
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -53,7 +53,7 @@ shop.payments.PaymentError: card 4242 declined"""
 
 @pytest.fixture
 def sink() -> Iterator[WebhookSink]:
-    with webhook_sink() as running:
+    with WebhookSink() as running:
         yield running
 
 

@@ -6,9 +6,7 @@ evaluation (RuleManager -> FanoutNotifier -> Notifier) arriving as Prometheus se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,8 +24,7 @@ from signalroom.promql.engine import Engine
 from signalroom.promql.storage import MemoryStorage
 from signalroom.rules.manager import ListNotifier, MemoryStorageAppender, RuleManager
 from signalroom.rules.notifier import Notifier, build_alert_notifier
-
-AM_BINARY = "/usr/bin/prometheus-alertmanager"
+from tests.support.alertmanager import AM_BINARY, real_alertmanager
 
 pytestmark = [
     pytest.mark.integration,
@@ -36,48 +33,11 @@ pytestmark = [
 ]
 
 
-@contextlib.contextmanager
-def real_alertmanager(tmp: Path) -> Iterator[str]:
-    """Alertmanager on 127.0.0.1 with a receiver that goes nowhere; yields host:port."""
-    cfg = tmp / "am.yml"
-    cfg.write_text(yaml.safe_dump({"route": {"receiver": "null"}, "receivers": [{"name": "null"}]}))
-    port = free_port()
-    log = (tmp / "am.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            AM_BINARY,
-            f"--config.file={cfg}",
-            f"--storage.path={tmp / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://{address}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp / "am.log").read_text())
-            time.sleep(0.05)
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with real_alertmanager(tmp_path_factory.mktemp("am")) as address:
-        yield address
+    null_receiver = {"route": {"receiver": "null"}, "receivers": [{"name": "null"}]}
+    with real_alertmanager(null_receiver, tmp_path_factory.mktemp("am")) as url:
+        yield url.removeprefix("http://")
 
 
 async def am_alerts(address: str, **filters: str) -> list[dict[str, Any]]:
