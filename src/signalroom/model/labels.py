@@ -20,11 +20,12 @@ NAME_LABELS = (METRIC_NAME, METRIC_TYPE, METRIC_UNIT)
 class Labels:
     """An immutable, sorted set of label name/value pairs."""
 
-    __slots__ = ("_hash", "_map", "_pairs")
+    __slots__ = ("_hash", "_map", "_pairs", "_without_name")
 
     _pairs: tuple[tuple[str, str], ...]
     _map: dict[str, str]
     _hash: int
+    _without_name: Labels | None
 
     def __init__(self, pairs: Mapping[str, str] | Iterable[tuple[str, str]] | None = None) -> None:
         if pairs is None:
@@ -37,6 +38,7 @@ class Labels:
         self._pairs = tuple(sorted(mapping.items()))
         self._map = dict(self._pairs)
         self._hash = hash(self._pairs)
+        self._without_name = None
 
     @classmethod
     def _from_sorted(cls, pairs: tuple[tuple[str, str], ...]) -> Labels:
@@ -44,6 +46,7 @@ class Labels:
         obj._pairs = pairs
         obj._map = dict(pairs)
         obj._hash = hash(pairs)
+        obj._without_name = None
         return obj
 
     @classmethod
@@ -100,7 +103,11 @@ class Labels:
 
     def without_name(self) -> Labels:
         """Drop `__name__` (and the `__type__`/`__unit__` metadata labels that go with it)."""
-        return self.without(*NAME_LABELS)
+        # Cached: the store hands out the same Labels object per series, and every query
+        # result drops the name of most of its series.
+        if self._without_name is None:
+            self._without_name = self.without(*NAME_LABELS)
+        return self._without_name
 
     @overload
     def with_(self, name: str, value: str) -> Labels: ...

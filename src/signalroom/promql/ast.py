@@ -77,6 +77,10 @@ class Subquery(Expr):
 class Call(Expr):
     name: str
     args: list[Expr]
+    # the function's signature, as the parser knows it (Prometheus' parser.Function)
+    arg_types: tuple[str, ...] = ()
+    variadic: int = 0
+    return_type: str = "vector"
 
 
 @dataclass
@@ -250,7 +254,14 @@ class _Converter:
             at = self.at(node)
             return Subquery(inner, _ms(node.range), _ms(node.step), _ms(node.offset), at)
         if cls == "Call":
-            return Call(node.func.name, [self.convert(a) for a in node.args])
+            func = node.func
+            return Call(
+                func.name,
+                [self.convert(a) for a in node.args],
+                tuple(_value_type(t) for t in func.arg_types),
+                int(func.variadic),
+                _value_type(func.return_type),
+            )
         if cls == "AggregateExpr":
             op = str(node.op).lower()
             param = self.convert(node.param) if node.param is not None else None
@@ -301,6 +312,11 @@ class _Converter:
         return VectorSelector(
             node.name or None, matchers, _ms(node.offset), self.at(node), str(node)
         )
+
+
+def _value_type(kind: Any) -> str:
+    """`ValueType.Matrix` -> "matrix", as Prometheus spells value types."""
+    return str(kind).rsplit(".", 1)[-1].lower()
 
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}

@@ -7,7 +7,7 @@ queries cost about as much as instant queries per series, with NumPy doing the p
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from signalroom.promql.blocks import (
     VectorBlock,
     flat_search,
 )
-from signalroom.promql.storage import Querier, SeriesData, stale_mask
+from signalroom.promql.storage import Matcher, Querier, SeriesData, stale_mask
 from signalroom.promql.value import (
     BadDataError,
     ExecutionError,
@@ -40,6 +40,7 @@ from signalroom.promql.value import (
 )
 
 MAX_POINTS_PER_SERIES = 11_000
+TOO_MANY_SAMPLES = "query processing would load too many samples into memory in query execution"
 
 
 class Engine:
@@ -212,7 +213,13 @@ class Evaluator:
         self.step_ms = step_ms
         self.lookback_ms = engine.lookback_delta_ms
         self.deadline = time.monotonic() + engine.timeout_s
-        self.samples = 0
+        # Samples in memory as Prometheus counts them (query.max-samples): the outputs a node
+        # holds while its parent runs, plus the window a range function buffers per series.
+        self.current = 0
+        self.samples = 0  # the peak of `current`
+        self._streamed: set[int] = set()  # matrix selectors a function reads series by series
+        self._stream_out = 0  # outputs of the series a range function has done so far
+        self._invariant: dict[int, bool] = {}
         self.warnings: dict[str, None] = {}
         self.infos: dict[str, None] = {}
 
@@ -226,19 +233,51 @@ class Evaluator:
     def result(self, value: QueryValue) -> Result:
         return Result(value, list(self.warnings), list(self.infos))
 
-    def _check_limits(self, added: int) -> None:
-        self.samples += added
-        if self.samples > self.engine.max_samples:
-            raise ExecutionError(
-                "query processing would load too many samples into memory in query execution"
-            )
-        if time.monotonic() > self.deadline:
-            raise QueryTimeoutError("query timed out in query execution")
+    # --- the sample limit -------------------------------------------------------------
+    def _hold(self, total: int) -> None:
+        """`total` samples are in memory now."""
+        if total > self.engine.max_samples:
+            raise ExecutionError(TOO_MANY_SAMPLES)
+        self.samples = max(self.samples, total)
+
+    def hold_streamed(self, windows: IntArray, outputs: IntArray) -> None:
+        """Account a range function over a matrix selector as Prometheus runs it: series by
+        series, each buffering its window at every step (``windows``: series x steps sample
+        counts) next to the outputs of the series before it (``outputs`` per series)."""
+        if not len(outputs):
+            return
+        before = self._stream_out + np.cumsum(outputs) - outputs
+        peak = before + np.maximum(windows.max(axis=1), outputs + windows[:, -1])
+        self._hold(self.current + int(peak.max()))
+        self._stream_out += int(outputs.sum())
+
+    def _is_invariant(self, node: ast.Expr) -> bool:
+        """Prometheus' step invariance: the node gives the same result at every step (all its
+        selectors have `@`), so it is evaluated once and the result repeated."""
+        key = id(node)
+        known = self._invariant.get(key)
+        if known is None:
+            known = self._invariant[key] = _step_invariant(node, self._is_invariant)
+        return known
 
     # --- dispatch -------------------------------------------------------------------------
     def eval(self, node: ast.Expr, steps: IntArray) -> Value:
         if time.monotonic() > self.deadline:
             raise QueryTimeoutError("query timed out in query execution")
+        start = self.current
+        if len(steps) > 1 and not isinstance(node, _NOT_REPEATED) and self._is_invariant(node):
+            value = _repeat_steps(self.eval(node, steps[:1]), len(steps))
+            self.current = start  # the one-step result is dropped as it is repeated
+        else:
+            value = self._dispatch(node, steps)
+            if isinstance(node, _PASS_THROUGH):
+                return value  # holds its operand's samples (Prometheus changes them in place)
+        held = 0 if id(node) in self._streamed else _points(value)
+        self._hold(self.current + held)
+        self.current = start + held
+        return value
+
+    def _dispatch(self, node: ast.Expr, steps: IntArray) -> Value:
         if isinstance(node, ast.NumberLiteral):
             return ScalarBlock(np.full(len(steps), node.value, dtype=np.float64))
         if isinstance(node, ast.StringLiteral):
@@ -256,7 +295,15 @@ class Evaluator:
         if isinstance(node, ast.Call):
             from signalroom.promql.functions import call_function
 
-            return call_function(self, node, steps)
+            for arg in node.args:
+                inner = ast.unwrap_parens(arg)
+                if isinstance(inner, ast.MatrixSelector):
+                    self._streamed.add(id(inner))
+            outer_stream, self._stream_out = self._stream_out, 0
+            try:
+                return call_function(self, node, steps)
+            finally:
+                self._stream_out = outer_stream
         if isinstance(node, ast.Aggregate):
             from signalroom.promql.aggregations import aggregate
 
@@ -306,6 +353,25 @@ class Evaluator:
         return (base - offset_ms).astype(np.int64)
 
     # --- selectors -------------------------------------------------------------------------------
+    def _select(
+        self, matchers: Sequence[Matcher], lo: int, hi: int
+    ) -> tuple[list[Labels], IntArray, FloatArray, IntArray]:
+        """Matching series in label order as flat arrays (see `_flatten`)."""
+        select_flat = getattr(self.querier, "select_flat", None)  # see FlatQuerier
+        if select_flat is not None:
+            labels, ts, vals, offsets = select_flat(matchers, lo, hi)
+            nonempty = np.diff(offsets) > 0
+            if nonempty.all():
+                return labels, ts, vals, offsets
+            rows = np.flatnonzero(nonempty)
+            return (
+                [labels[i] for i in rows.tolist()],
+                ts,
+                vals,
+                np.append(offsets[rows], offsets[-1]),
+            )
+        return _flatten(self.querier.select(matchers, lo, hi))
+
     def select_instant(self, node: ast.VectorSelector, steps: IntArray) -> VectorBlock:
         block, _ = self.select_instant_with_times(node, steps)
         return block
@@ -320,7 +386,7 @@ class Evaluator:
             return VectorBlock.empty(0), np.zeros((0, 0))
         lo = int(times.min()) - self.lookback_ms + 1
         hi = int(times.max())
-        labels, ts, vals, offsets = _flatten(self.querier.select(node.matchers, lo, hi))
+        labels, ts, vals, offsets = self._select(node.matchers, lo, hi)
         if not labels:
             return VectorBlock.empty(n_steps), np.zeros((0, n_steps))
         # The newest sample at or before each step, if inside the lookback window.
@@ -339,7 +405,6 @@ class Evaluator:
             valid, picked_t, picked_v = valid[rows], picked_t[rows], picked_v[rows]
         if not labels:
             return VectorBlock.empty(n_steps), np.zeros((0, n_steps))
-        self._check_limits(int(valid.sum()))
         block = VectorBlock(
             labels,
             np.where(valid, picked_v, 0.0),
@@ -357,8 +422,9 @@ class Evaluator:
         vals = np.zeros(0, dtype=np.float64)
         offsets = np.zeros(1, dtype=np.int64)
         if len(steps):
-            found = self.querier.select(vs.matchers, int(win_start.min()) + 1, int(times.max()))
-            labels, ts, vals, offsets = _flatten(found)
+            labels, ts, vals, offsets = self._select(
+                vs.matchers, int(win_start.min()) + 1, int(times.max())
+            )
             # Range vectors skip stale markers; series left without samples disappear.
             stale = stale_mask(vals)
             if stale.any():
@@ -381,7 +447,6 @@ class Evaluator:
             node.range_ms,
             np.zeros(len(labels), dtype=bool),
         )
-        self._check_limits(block.sample_count())
         return block
 
     def eval_subquery(self, node: ast.Subquery, steps: IntArray) -> RangeBlock:
@@ -434,6 +499,60 @@ class Evaluator:
             node.range_ms,
             np.array(drops, dtype=bool),
         )
+
+
+# Functions whose result depends on the evaluation time even when their arguments do not
+# (Prometheus' AtModifierUnsafeFunctions).
+_TIME_DEPENDENT = {"days_in_month", "day_of_month", "day_of_week", "day_of_year", "hour",
+                   "minute", "month", "year", "predict_linear", "time", "timestamp"}  # fmt: skip
+_NOT_REPEATED = (ast.NumberLiteral, ast.StringLiteral, ast.MatrixSelector, ast.Subquery, ast.Paren)
+_PASS_THROUGH = (ast.Paren, ast.Unary, ast.Subquery, ast.StringLiteral)
+
+
+def _step_invariant(node: ast.Expr, invariant: Callable[[ast.Expr], bool]) -> bool:
+    if isinstance(node, ast.NumberLiteral | ast.StringLiteral):
+        return True
+    if isinstance(node, ast.VectorSelector):
+        return node.at is not None
+    if isinstance(node, ast.MatrixSelector):
+        return node.selector.at is not None
+    if isinstance(node, ast.Subquery):
+        return node.at is not None
+    if isinstance(node, ast.Paren | ast.Unary):
+        return invariant(node.expr)
+    if isinstance(node, ast.Aggregate):
+        return invariant(node.expr) and (node.param is None or invariant(node.param))
+    if isinstance(node, ast.Binary):
+        return invariant(node.lhs) and invariant(node.rhs)
+    if isinstance(node, ast.Call):
+        return node.name not in _TIME_DEPENDENT and all(invariant(a) for a in node.args)
+    return False
+
+
+def _points(value: Value) -> int:
+    """Samples a value holds, as Prometheus counts them."""
+    if isinstance(value, VectorBlock):
+        return int(value.mask.sum())
+    if isinstance(value, ScalarBlock):
+        return len(value.values)
+    if isinstance(value, RangeBlock):
+        return len(value.timestamps)
+    return 0
+
+
+def _repeat_steps(value: Value, steps: int) -> Value:
+    """A one-step value repeated at every step."""
+    if isinstance(value, ScalarBlock):
+        return ScalarBlock(np.repeat(value.values, steps))
+    if isinstance(value, VectorBlock):
+        return VectorBlock(
+            value.labels,
+            np.repeat(value.values, steps, axis=1),
+            np.repeat(value.mask, steps, axis=1),
+            value.drop_name,
+            value.ordered,
+        )
+    return value
 
 
 def _subquery_grids(win_start: IntArray, win_end: IntArray, step: int) -> list[IntArray]:

@@ -323,6 +323,7 @@ def _over_time(
     for first, last in rb.chunks():
         lo, hi = rb.window_bounds(first, last)
         mask = (hi - lo) >= min_samples
+        ev.hold_streamed(hi - lo, mask.sum(axis=1))
         rows = np.nonzero(mask.any(axis=1))[0]
         if not len(rows):
             continue

@@ -93,6 +93,17 @@ class Querier(Protocol):
         ...
 
 
+class FlatQuerier(Protocol):
+    """Optional: `select` as flat arrays, for stores that read many series at once."""
+
+    def select_flat(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> tuple[list[Labels], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Series in label order (`Labels.items()`): series i owns samples
+        ``offsets[i]:offsets[i + 1]`` of the timestamp and value arrays."""
+        ...
+
+
 class LabelQuerier(Protocol):
     """Optional label look-ups (for /api/v1/labels and /api/v1/label/<name>/values)."""
 

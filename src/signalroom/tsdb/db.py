@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import pairwise, repeat
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,7 +48,7 @@ from signalroom.storage.wal import WAL
 from signalroom.tsdb import metrics as m
 from signalroom.tsdb.batch import AppendResult, MetricMetadata, SampleBatch
 from signalroom.tsdb.block import Block
-from signalroom.tsdb.codec import ChunkSet, encode_chunkset, merge_sorted
+from signalroom.tsdb.codec import ChunkSet, encode_chunkset, merge_sorted, ranges
 from signalroom.tsdb.errors import (
     AppendError,
     DuplicateSampleError,
@@ -81,6 +81,7 @@ logger = logging.getLogger("signalroom.tsdb")
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+_EMPTY_SAMPLES: Samples = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
 DEFAULT_TENANT = "default"
 SNAPSHOT = "series.snapshot.arrow"
 METADATA = "metadata.json"
@@ -139,6 +140,7 @@ class TSDB:
             chunk_samples=o.head_chunk_samples,
             group_samples=o.group_samples,
             level=o.compression_level,
+            merge_span_ms=o.head_merge_span_ms,
         )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -840,8 +842,13 @@ class TSDB:
         """Samples of series ``ids`` (sorted) in [mint, maxt], merged and sorted by (id, t)."""
         chunks, raw = self._sources(mint, maxt)
         parts = [c.select(ids, mint, maxt) for c in chunks]
-        parts.append(select_raw(raw, ids, mint, maxt))
-        return merge_sorted(*concat([p for p in parts if len(p[0])]))
+        parts.append(merge_sorted(*select_raw(raw, ids, mint, maxt)))
+        parts = [p for p in parts if len(p[0])]
+        if len(parts) > 1:
+            interleaved = _interleave(parts, ids)
+            if interleaved is not None:
+                return interleaved
+        return merge_sorted(*concat(parts))
 
     # -- flush, compaction, retention ------------------------------------------------------
 
@@ -1193,6 +1200,30 @@ class TSDB:
         }
 
 
+def _interleave(parts: list[Samples], ids: I64) -> Samples | None:
+    """Parts each sorted by (id, time) put together without sorting: ordered by their first
+    timestamp, each part's run of a series goes after the earlier parts' runs. That is the
+    (id, time) order when every series' parts follow each other in time (blocks of disjoint
+    windows, head chunks of in-order appends); None when they overlap, to merge and sort."""
+    parts = sorted(parts, key=lambda p: int(p[1].min()))
+    counts = np.stack(
+        [np.searchsorted(p[0], ids, "right") - np.searchsorted(p[0], ids, "left") for p in parts]
+    )
+    before = np.cumsum(counts, axis=0) - counts  # per part and series: samples of earlier parts
+    series_start = np.cumsum(counts.sum(axis=0)) - counts.sum(axis=0)
+    total = int(counts.sum())
+    gids = np.empty(total, np.int64)
+    ts = np.empty(total, np.int64)
+    vals = np.empty(total, np.float64)
+    for (p_gids, p_ts, p_vals), n, earlier in zip(parts, counts, before, strict=True):
+        dest = ranges(series_start + earlier, n)
+        gids[dest], ts[dest], vals[dest] = p_gids, p_ts, p_vals
+    same = gids[1:] == gids[:-1]
+    if np.any(same & (ts[1:] <= ts[:-1])):
+        return None
+    return gids, ts, vals
+
+
 class TSDBQuerier:
     """Reads one tenant's series in a time range; implements the PromQL ``Querier``."""
 
@@ -1216,23 +1247,38 @@ class TSDBQuerier:
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[SeriesData]:
         """Series matching all matchers with their samples in [start_ms, end_ms], sorted by
         labels; StaleNaN markers are returned as stored."""
-        mint, maxt = max(start_ms, self.mint), min(end_ms, self.maxt)
-        if maxt < mint:
-            return []
-        ids = self._ids(matchers, mint, maxt)
-        if not len(ids):
-            return []
-        gids, ts, vals = self.db.read(ids, mint, maxt)
-        if not len(gids):
-            return []
-        bounds = np.concatenate(([0], np.flatnonzero(gids[1:] != gids[:-1]) + 1, [len(gids)]))
-        labels_of = self.db.index.labels
-        out = [
-            SeriesData(labels_of(int(gids[a])), ts[a:b], vals[a:b])
-            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        labels, ts, vals, offsets = self.select_flat(matchers, start_ms, end_ms)
+        bounds = offsets.tolist()
+        return [
+            SeriesData(lbl, ts[a:b], vals[a:b])
+            for lbl, a, b in zip(labels, bounds[:-1], bounds[1:], strict=True)
         ]
-        out.sort(key=lambda s: s.labels.items())
-        return out
+
+    def select_flat(
+        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
+    ) -> tuple[list[Labels], I64, F64, I64]:
+        """`select` as flat arrays: series in label order, series i owning
+        ``ts[offsets[i]:offsets[i + 1]]`` (the engine's ``FlatQuerier``; no object per series)."""
+        mint, maxt = max(start_ms, self.mint), min(end_ms, self.maxt)
+        ids = self._ids(matchers, mint, maxt) if maxt >= mint else np.zeros(0, np.int64)
+        gids, ts, vals = self.db.read(ids, mint, maxt) if len(ids) else _EMPTY_SAMPLES
+        if not len(gids):
+            return [], ts, vals, np.zeros(1, np.int64)
+        starts = np.concatenate(([0], np.flatnonzero(gids[1:] != gids[:-1]) + 1))
+        offsets = np.append(starts, len(gids)).astype(np.int64)
+        labels_of = self.db.index.labels
+        labels = [labels_of(g) for g in gids[starts].tolist()]
+        keys = [lbl.items() for lbl in labels]
+        # Ids follow creation order, which is often label order already: check before sorting.
+        if any(a > b for a, b in pairwise(keys)):
+            order = sorted(range(len(labels)), key=keys.__getitem__)
+            lengths = np.diff(offsets)[order]
+            idx = ranges(offsets[:-1][order], lengths)
+            ts, vals = ts[idx], vals[idx]
+            labels = [labels[i] for i in order]
+            offsets = np.zeros(len(labels) + 1, np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+        return labels, ts, vals, offsets
 
     def series(self, matchers: Sequence[Matcher]) -> list[Labels]:
         """Label sets of the matching series with data in the querier's range."""

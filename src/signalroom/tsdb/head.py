@@ -25,6 +25,7 @@ F64 = npt.NDArray[np.float64]
 Samples = tuple[I64, I64, F64]  # series id per sample, timestamps, values
 
 _FANOUT = 4
+_MIN_RUN = 64  # samples per series a merged chunk set should reach despite its span
 
 
 def concat(parts: list[Samples]) -> Samples:
@@ -40,11 +41,15 @@ def concat(parts: list[Samples]) -> Samples:
 
 
 def select_raw(parts: list[Samples], wanted: I64, mint: int, maxt: int) -> Samples:
+    """Samples of the wanted series (sorted ids) in [mint, maxt], in write order."""
+    if not parts or not len(wanted):
+        return concat([])
+    # a lookup table over ids beats np.isin (which sorts) on every part of every query
+    member = np.zeros(int(wanted[-1]) + 2, dtype=np.bool_)
+    member[wanted] = True
     gids, ts, vals = concat(parts)
-    if not len(gids):
-        return gids, ts, vals
-    keep = (ts >= mint) & (ts <= maxt)
-    keep &= np.isin(gids, wanted)
+    keep = member[np.minimum(gids, len(member) - 1)]
+    keep &= (ts >= mint) & (ts <= maxt)
     return gids[keep], ts[keep], vals[keep]
 
 
@@ -57,8 +62,16 @@ class _Tiered:
 class Head:
     """In-memory samples of all tenants (series ids are global). Thread-safe."""
 
-    def __init__(self, *, chunk_samples: int, group_samples: int, level: int) -> None:
+    def __init__(
+        self,
+        *,
+        chunk_samples: int,
+        group_samples: int,
+        level: int,
+        merge_span_ms: int = 30 * 60_000,
+    ) -> None:
         self.chunk_samples = chunk_samples
+        self.merge_span_ms = merge_span_ms
         self.group_samples = group_samples
         self.level = level
         self.lock = threading.Lock()
@@ -81,7 +94,8 @@ class Head:
             self.min_time = min(self.min_time, int(ts.min()))
             self.max_time = max(self.max_time, int(ts.max()))
             if self._raw_samples >= self.chunk_samples:
-                self._pending.append(self._raw)
+                # one part: every query reads the buffers still waiting to be encoded
+                self._pending.append([concat(self._raw)])
                 self._raw = []
                 self._raw_samples = 0
             return bool(self._pending)
@@ -114,6 +128,14 @@ class Head:
             with self.lock:
                 tail = self._chunks[-_FANOUT:]
                 if len(tail) < _FANOUT or len({t.tier for t in tail}) != 1:
+                    return
+                # A query decodes every chunk set its range touches: chunk sets of recent
+                # data stay short in time, so "the last 5 minutes" reads little more; but
+                # runs of a series need some length to compress well.
+                span = max(t.chunk.max_time for t in tail) - min(t.chunk.min_time for t in tail)
+                samples = sum(t.chunk.num_samples for t in tail)
+                per_series = samples / max(1, max(t.chunk.num_series for t in tail))
+                if span > self.merge_span_ms and per_series >= _MIN_RUN:
                     return
             merged = self._merge([t.chunk for t in tail])
             with self.lock:

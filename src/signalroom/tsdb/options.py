@@ -25,6 +25,7 @@ class TSDBOptions:
     head_chunk_samples: int = 1 << 18  # raw samples buffered before they are encoded
     head_max_samples: int = 60_000_000  # flush the head to a block beyond this many samples
     group_samples: int = 1 << 16  # samples per independently decodable group in a chunk set
+    head_merge_span_ms: int = 30 * 60_000  # head chunk sets are merged up to this time span
     compression_level: int = 3
     # out-of-order samples: accepted when at most this much older than the series' newest
     out_of_order_window_ms: int = 0
@@ -50,6 +51,7 @@ class TSDBOptions:
             "head_chunk_samples",
             "head_max_samples",
             "group_samples",
+            "head_merge_span_ms",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TSDBOptions.{name} must be > 0")

@@ -29,7 +29,7 @@ import signalroom
 from signalroom.model.labels import Labels
 from signalroom.model.samples import MAX_TIME_MS, MIN_TIME_MS
 from signalroom.promql import ast
-from signalroom.promql.engine import Engine
+from signalroom.promql.engine import Engine, static_type
 from signalroom.promql.storage import Matcher, MatchType, Querier
 from signalroom.promql.value import (
     Matrix,
@@ -617,6 +617,114 @@ async def format_query(request: Request, caller: Caller = Depends(require("read"
         raise invalid_param("query", exc) from None
     pretty = getattr(tree, "prettify", None)
     return success(pretty() if callable(pretty) else str(tree))
+
+
+@router.api_route("/parse_query", methods=["GET", "POST"])
+async def parse_query(request: Request, caller: Caller = Depends(require("read"))) -> Response:
+    """The query's syntax tree as JSON, in the shape of Prometheus' ``translateAST``."""
+    params = await form_params(request)
+    return success(translate_ast(_parse(_query_text(params))))
+
+
+def translate_ast(node: ast.Expr) -> dict[str, Any]:
+    """A syntax tree as Prometheus 3.5's ``/api/v1/parse_query`` writes it."""
+    if isinstance(node, ast.Aggregate):
+        return {
+            "type": "aggregation",
+            "op": node.op,
+            "expr": translate_ast(node.expr),
+            "param": translate_ast(node.param) if node.param is not None else None,
+            "grouping": list(node.grouping),
+            "without": node.without,
+        }
+    if isinstance(node, ast.Binary):
+        matching = None
+        # Prometheus keeps vector matching only between two instant vectors
+        if static_type(node.lhs) == "vector" and static_type(node.rhs) == "vector":
+            m = node.matching
+            matching = {
+                "card": m.card,
+                "labels": list(m.labels),
+                "on": m.on,
+                "include": list(m.include),
+            }
+        return {
+            "type": "binaryExpr",
+            "op": node.op,
+            "lhs": translate_ast(node.lhs),
+            "rhs": translate_ast(node.rhs),
+            "matching": matching,
+            "bool": node.return_bool,
+        }
+    if isinstance(node, ast.Call):
+        return {
+            "type": "call",
+            "func": {
+                "name": node.name,
+                "argTypes": list(node.arg_types),
+                "variadic": node.variadic,
+                "returnType": node.return_type,
+            },
+            "args": [translate_ast(arg) for arg in node.args],
+        }
+    if isinstance(node, ast.MatrixSelector):
+        vs = node.selector
+        return {
+            "type": "matrixSelector",
+            "name": vs.name or "",
+            "range": node.range_ms,
+            "offset": vs.offset_ms,
+            "matchers": _matchers_json(vs.matchers),
+            **_at_json(vs.at),
+        }
+    if isinstance(node, ast.Subquery):
+        return {
+            "type": "subquery",
+            "expr": translate_ast(node.expr),
+            "range": node.range_ms,
+            "offset": node.offset_ms,
+            "step": node.step_ms,
+            **_at_json(node.at),
+        }
+    if isinstance(node, ast.NumberLiteral):
+        return {"type": "numberLiteral", "val": _go_float_f(node.value)}
+    if isinstance(node, ast.Paren):
+        return {"type": "parenExpr", "expr": translate_ast(node.expr)}
+    if isinstance(node, ast.StringLiteral):
+        return {"type": "stringLiteral", "val": node.value}
+    if isinstance(node, ast.Unary):
+        return {"type": "unaryExpr", "op": node.op, "expr": translate_ast(node.expr)}
+    if isinstance(node, ast.VectorSelector):
+        return {
+            "type": "vectorSelector",
+            "name": node.name or "",
+            "offset": node.offset_ms,
+            "matchers": _matchers_json(node.matchers),
+            **_at_json(node.at),
+        }
+    raise APIError("internal", f"unsupported node type {type(node).__name__}")
+
+
+def _matchers_json(matchers: Sequence[Matcher]) -> list[dict[str, str]]:
+    return [{"name": m.name, "value": m.value, "type": m.type.value} for m in matchers]
+
+
+def _at_json(at: ast.At | None) -> dict[str, Any]:
+    """``timestamp`` (ms, for ``@ <time>``) and ``startOrEnd`` (``@ start()``/``@ end()``)."""
+    if at is None:
+        return {"timestamp": None, "startOrEnd": None}
+    if at.kind == ast.AT_TIME:
+        return {"timestamp": at.time_ms, "startOrEnd": None}
+    return {"timestamp": None, "startOrEnd": at.kind}
+
+
+def _go_float_f(value: float) -> str:
+    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: shortest digits, never an exponent."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return np.format_float_positional(value, trim="-")
 
 
 # --- status ----------------------------------------------------------------------------------

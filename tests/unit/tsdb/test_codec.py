@@ -66,6 +66,36 @@ def test_round_trip_of_arbitrary_samples(samples: list[tuple[int, int, float]]) 
     assert np.array_equal(_bits(v), _bits(values))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 12),
+            st.integers(-(2**40), 2**40),
+            st.one_of(st.floats(allow_nan=True), st.integers(-(10**6), 10**6).map(float)),
+        ),
+        min_size=1,
+        max_size=150,
+    ),
+    st.sets(st.integers(0, 12), min_size=1),
+)
+def test_select_of_some_series_decodes_them_exactly(
+    samples: list[tuple[int, int, float]], wanted: set[int]
+) -> None:
+    """Decoding only the wanted series of a group (integer and XOR series mixed) gives the
+    same samples as decoding every series and filtering."""
+    gids = np.array([s[0] for s in samples], dtype=np.int64)
+    ts = np.array([s[1] for s in samples], dtype=np.int64)
+    values = np.array([s[2] for s in samples], dtype=np.float64)
+    gids, ts, values = merge_sorted(gids, ts, values)
+    chunks = encode_chunkset(gids, ts, values, group_samples=64)
+    ids = np.array(sorted(wanted), dtype=np.int64)
+    g, t, v = chunks.select(ids, -(2**41), 2**41)
+    keep = np.isin(gids, ids)
+    assert np.array_equal(g, gids[keep]) and np.array_equal(t, ts[keep])
+    assert np.array_equal(_bits(v), _bits(values[keep]))
+
+
 def test_select_returns_only_wanted_series_in_range() -> None:
     gids = np.repeat(np.arange(100, dtype=np.int64), 10)
     ts = np.tile(np.arange(10, dtype=np.int64) * 1000, 100)
@@ -110,3 +140,34 @@ def test_stable_order_equals_lexsort(gid_high: int, ts_low: int, ts_high: int) -
     gid = np.concatenate([r[0] for r in runs]).astype(np.int64)
     ts = np.concatenate([r[1] for r in runs]).astype(np.int64)
     assert np.array_equal(_stable_order(gid, ts), np.lexsort((ts, gid)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 6), st.integers(0, 60)), min_size=1, max_size=40),
+        min_size=2,
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_interleaving_parts_equals_merging_them(
+    raw_parts: list[list[tuple[int, int]]], disjoint: bool
+) -> None:
+    """Reading from several chunk sets: put together without sorting when every series' parts
+    follow each other in time, else merged; the answer is the same either way."""
+    from signalroom.tsdb.db import _interleave
+
+    parts = []
+    for k, samples in enumerate(raw_parts):
+        g = np.array([s[0] for s in samples], dtype=np.int64)
+        t = np.array([s[1] for s in samples], dtype=np.int64) + (100 * k if disjoint else 0)
+        parts.append(merge_sorted(g, t, (g * 1000 + t).astype(np.float64)))
+    ids = np.arange(7, dtype=np.int64)
+    expected = merge_sorted(*(np.concatenate(c) for c in zip(*parts, strict=True)))
+    got = _interleave(parts, ids)
+    if disjoint:
+        assert got is not None
+    if got is not None:
+        for a, b in zip(got, expected, strict=True):
+            assert np.array_equal(a, b)

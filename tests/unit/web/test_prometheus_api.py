@@ -201,6 +201,70 @@ def test_metadata_status_and_misc(client: TestClient) -> None:
     assert "sum by (job) (up)" in formatted.replace("\n", " ")
 
 
+def test_parse_query_returns_the_syntax_tree_as_prometheus(client: TestClient) -> None:
+    query = (
+        'sum without (instance) (rate(http_requests_total{job=~"api|web"}[5m] offset 1m))'
+        " / on (job) group_left (env) topk(3, up @ 1700000000) > bool 1e21"
+    )
+    tree = data(client.post("/api/v1/parse_query", data={"query": query}))
+    selector_at = {"timestamp": 1_700_000_000_000, "startOrEnd": None}
+    rate = {
+        "type": "call",
+        "func": {"name": "rate", "argTypes": ["matrix"], "variadic": 0, "returnType": "vector"},
+        "args": [
+            {"type": "matrixSelector", "name": "http_requests_total", "range": 300_000,
+             "offset": 60_000, "timestamp": None, "startOrEnd": None,
+             "matchers": [{"name": "__name__", "value": "http_requests_total", "type": "="},
+                          {"name": "job", "value": "api|web", "type": "=~"}]},
+        ],
+    }  # fmt: skip
+    division = {
+        "type": "binaryExpr",
+        "op": "/",
+        "lhs": {"type": "aggregation", "op": "sum", "expr": rate, "param": None,
+                "grouping": ["instance"], "without": True},
+        "rhs": {"type": "aggregation", "op": "topk",
+                "expr": {"type": "vectorSelector", "name": "up", "offset": 0,
+                         "matchers": [{"name": "__name__", "value": "up", "type": "="}],
+                         **selector_at},
+                "param": {"type": "numberLiteral", "val": "3"},
+                "grouping": [], "without": False},
+        "matching": {"card": "many-to-one", "labels": ["job"], "on": True, "include": ["env"]},
+        "bool": False,
+    }  # fmt: skip
+    assert tree == {
+        "type": "binaryExpr",
+        "op": ">",
+        "lhs": division,
+        "rhs": {"type": "numberLiteral", "val": "1000000000000000000000"},
+        "matching": None,  # vector matching only between two instant vectors
+        "bool": True,
+    }
+
+
+def test_parse_query_subqueries_strings_and_errors(client: TestClient) -> None:
+    tree = data(
+        client.get(
+            "/api/v1/parse_query",
+            params={"query": 'label_join(max_over_time((-x)[1h:5m] @ end()), "a", ",")'},
+        )
+    )
+    assert tree["func"] == {"name": "label_join", "argTypes": ["vector", "string", "string",
+                            "string"], "variadic": -1, "returnType": "vector"}  # fmt: skip
+    call, text, _ = tree["args"]
+    assert call["func"]["name"] == "max_over_time"
+    assert call["args"][0] == {
+        "type": "subquery",
+        "expr": {"type": "parenExpr", "expr": {"type": "unaryExpr", "op": "-", "expr": {
+            "type": "vectorSelector", "name": "x", "offset": 0, "timestamp": None,
+            "startOrEnd": None, "matchers": [{"name": "__name__", "value": "x", "type": "="}]}}},
+        "range": 3_600_000, "offset": 0, "step": 300_000, "timestamp": None, "startOrEnd": "end",
+    }  # fmt: skip
+    assert text == {"type": "stringLiteral", "val": "a"}
+    message = error(client.get("/api/v1/parse_query", params={"query": "sum("}), 400, "bad_data")
+    assert message.startswith('invalid parameter "query": ')
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [(0.0, "0"), (1.0, "1"), (-2.5, "-2.5"), (0.1, "0.1"), (1e16, "10000000000000000"),
