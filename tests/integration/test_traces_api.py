@@ -295,3 +295,47 @@ def test_jaeger_errors_use_jaeger_envelope(client: TestClient) -> None:
     assert response.status_code == 400
     assert "minDuration" in response.json()["errors"][0]["msg"]
     assert client.get("/api/traces").status_code == 400  # service is required
+
+
+def test_otlp_http_export_checks_token_scope_and_tenant(tmp_path: Path) -> None:
+    """/v1/traces authenticates inline (not as a FastAPI dependency): same 401/403/400s, and
+    spans land in the caller's tenant."""
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    from signalroom.auth import hash_token
+
+    tokens = "".join(
+        f"{{name: {name}, sha256: {hash_token(token)}, scopes: [{scope}]}},"
+        for name, token, scope in (("r", "sr_read", "read"), ("w", "sr_write", "write"))
+    )
+    config = CONFIG + f"auth: {{tokens: [{tokens}]}}\n"
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    kv = resource_spans.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "billing"
+    span = resource_spans.scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = bytes(range(1, 17)), bytes(range(1, 9)), "charge"
+    span.start_time_unix_nano = NOW_US * 1000
+    span.end_time_unix_nano = NOW_US * 1000 + 5_000_000
+    body = request.SerializeToString()
+    protobuf = {"content-type": "application/x-protobuf"}
+    runtime = Signalroom(parse_config(config), data_dir=tmp_path)
+    with TestClient(create_http_app(runtime)) as client:
+        assert client.post("/v1/traces", content=body, headers=protobuf).status_code == 401
+        reader = {**protobuf, "authorization": "Bearer sr_read"}
+        forbidden = client.post("/v1/traces", content=body, headers=reader)
+        assert forbidden.status_code == 403
+        assert "lacks scope 'write'" in forbidden.json()["error"]
+        writer = {**protobuf, "authorization": "Bearer sr_write"}
+        bad = client.post("/v1/traces", content=body, headers={**writer, "X-Scope-OrgID": "a/b"})
+        assert bad.status_code == 400
+        ok = client.post("/v1/traces", content=body, headers={**writer, "X-Scope-OrgID": "shop"})
+        assert ok.status_code == 200, ok.text
+        assert ok.headers["content-type"] == "application/x-protobuf"
+        assert trace_service_pb2.ExportTraceServiceResponse.FromString(ok.content) == (
+            trace_service_pb2.ExportTraceServiceResponse()
+        )
+        read = {"authorization": "Bearer sr_read"}
+        shop = client.get("/api/services", headers={**read, "X-Scope-OrgID": "shop"})
+        assert shop.json()["data"] == ["billing"]
+        assert client.get("/api/services", headers=read).json()["data"] == []

@@ -229,7 +229,8 @@ def request_to_columns(request: Message, *, partial: bool = False) -> tuple[Span
     statuses = [_status(span.status) for span in spans]
     flags = np.array([span.flags for span in spans], np.int64)
     states = [span.trace_state or None for span in spans]
-    attributes = pa.array([_attributes_json(span.attributes) for span in spans], pa.string())
+    # a slice copies the repeated field out in one call; iterating it is ~3x slower
+    attributes = pa.array([_attributes_json(span.attributes[:]) for span in spans], pa.string())
     columns = {
         "trace_id": trace_hex,
         "span_id": span_hex,
@@ -305,14 +306,14 @@ def _rejection(
     return f"{path}.startTimeUnixNano: missing"
 
 
-def _attributes_json(raw: Any) -> str:
+def _attributes_json(raw: list[bytes]) -> str:
     """A span's attributes (raw ``KeyValue`` bytes) as a JSON object; each distinct key/value
     pair is decoded once and its JSON fragment cached."""
     if not raw:
         return "{}"
     cache = _FRAGMENTS
     try:
-        return "{" + ",".join([cache[kv] for kv in raw]) + "}"
+        return "{" + ",".join(map(cache.__getitem__, raw)) + "}"
     except KeyError:
         pass
     if len(cache) > _MAX_FRAGMENTS:
@@ -370,10 +371,11 @@ def _head_decisions(
     return pa.array(keep, pa.bool_(), mask=~known)
 
 
+_EMPTY_RESPONSE = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+
+
 def export_response(content_type: str) -> tuple[bytes, str]:
     """An empty ``ExportTraceServiceResponse`` in the request's encoding."""
     if content_type.split(";")[0].strip().lower() == "application/json":
         return b"{}", "application/json"
-    return trace_service_pb2.ExportTraceServiceResponse().SerializeToString(), (
-        "application/x-protobuf"
-    )
+    return _EMPTY_RESPONSE, "application/x-protobuf"

@@ -215,7 +215,7 @@ class SegmentStore:
         time_column: str = "timestamp",
         sort_by: Sequence[str] = (),
         partition: Literal["hour", "day"] = "hour",
-        compression: str = "zstd",
+        compression: str | Mapping[str, str] = "zstd",
         compression_level: int | None = None,
         row_group_rows: int = 128_000,
         dictionary_columns: Sequence[str] | None = None,

@@ -121,12 +121,19 @@ def _files_by_hour(bounds: list[tuple[Path, int, int]]) -> dict[int, list[Path]]
     return by_hour
 
 
-def _next_window(found: int, limit: int, scanned: int) -> int:
-    """Hours to scan next: what the match rate so far says is missing (with a margin),
-    at most doubling what was scanned; double when nothing matched yet."""
-    if found == 0:
-        return 2 * scanned
-    return max(1, min(2 * scanned, math.ceil((limit - found) * scanned / found * 1.25)))
+def _next_window(found: int, limit: int, scanned: int, upcoming: list[int]) -> int:
+    """Hours to scan next, given the rows ``scanned`` so far and the rows of each hour still
+    to scan: as many rows as the match rate so far says are missing (with a margin), at most
+    doubling what was scanned (double when nothing matched yet); at least one hour. Rows,
+    not hours, because the newest hour is usually partly filled."""
+    wanted = 2 * scanned
+    if found:
+        wanted = min(wanted, math.ceil((limit - found) * scanned / found * 1.25))
+    size, rows = 1, upcoming[0] if upcoming else 0
+    while size < len(upcoming) and rows < wanted:
+        rows += upcoming[size]
+        size += 1
+    return size
 
 
 def find_trace_ids(store: TraceStore, tenant: str, query: TraceQuery) -> list[str]:
@@ -150,16 +157,21 @@ def _find_trace_ids(store: TraceStore, tenant: str, query: TraceQuery) -> list[s
     )
     snapshot = store.table.snapshot(tenant, query.start_ns, query.end_ns + 1)
     buffered = snapshot.buffered
-    buffered_hours = np.unique(buffered["start_time"].to_numpy() // _HOUR_NS).tolist()
+    buffered_hours, buffered_rows = np.unique(
+        buffered["start_time"].to_numpy() // _HOUR_NS, return_counts=True
+    )
     by_hour = _files_by_hour(store.file_bounds(snapshot.files))
-    hours = sorted(set(by_hour) | set(buffered_hours), reverse=True)
+    rows_of = dict(zip(buffered_hours.tolist(), buffered_rows.tolist(), strict=True))
+    for hour, paths in by_hour.items():
+        rows_of[hour] = rows_of.get(hour, 0) + sum(store.file_rows(p) for p in paths)
+    hours = sorted(rows_of, reverse=True)
     found: dict[str, int] = {}
     connection = store.connect()
     try:
         connection.register("buffered_spans", buffered)
-        size = scanned = 0
+        scanned = 0
         while hours:
-            size = _next_window(len(found), limit, scanned) if scanned else 1
+            size = _next_window(len(found), limit, scanned, [rows_of[h] for h in hours])
             window, hours = hours[:size], hours[size:]
             files = [path for hour in window for path in by_hour.get(hour, [])]
             low, high = min(window) * _HOUR_NS, (max(window) + 1) * _HOUR_NS
@@ -169,7 +181,7 @@ def _find_trace_ids(store: TraceStore, tenant: str, query: TraceQuery) -> list[s
                 table["trace_id"].to_pylist(), table["last"].to_pylist(), strict=True
             ):
                 found[trace_id] = max(last, found.get(trace_id, last))
-            scanned += len(window)
+            scanned += sum(rows_of[h] for h in window)
             # Everything not scanned yet is older than ``low``.
             if sum(last >= low for last in found.values()) >= limit:
                 break

@@ -35,6 +35,15 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# Searches decompress every row's ``attributes`` and ``trace_id``: LZ4 there costs about a
+# quarter less scan CPU than zstd for about a fifth more bytes on disk.
+SPAN_COMPRESSION = {
+    **{name: "zstd" for name in SPAN_SCHEMA.names},
+    "trace_id": "lz4",
+    "attributes": "lz4",
+}
+
+
 class TraceStore:
     """Durable, queryable storage of spans for every tenant."""
 
@@ -58,6 +67,7 @@ class TraceStore:
             partition="hour",
             row_group_rows=row_group_rows,
             dictionary_columns=["service", "name", "scope", "resource", "status_message"],
+            compression=SPAN_COMPRESSION,
             name="spans",
         )
         self.index = TraceIndex()
@@ -178,6 +188,10 @@ class TraceStore:
             mask = low if high is None else high if low is None else pc.and_(low, high)
             spans = spans.filter(mask)
         return spans
+
+    def file_rows(self, path: Path) -> int:
+        """Rows in one segment file, from its footer (cached)."""
+        return int(self.index.entry(path, keys=False).metadata.num_rows)
 
     def file_bounds(self, paths: Sequence[Path]) -> list[tuple[Path, int, int]]:
         """(path, min start_time, max start_time) of each file, from its footer (cached)."""

@@ -212,6 +212,14 @@ def test_index_lookup_and_newest_first_search_match_brute_force(tmp_path: Path) 
     ]
     for query in queries:
         assert find_trace_ids(store, "t", query) == brute(query)
+    # the columns every search decompresses are LZ4, the rest zstd
+    import pyarrow.parquet as pq
+
+    footer = pq.read_metadata(store.table.files("t")[0]).row_group(0)
+    codecs = {footer.column(i).path_in_schema: footer.column(i).compression
+              for i in range(footer.num_columns)}  # fmt: skip
+    assert codecs["attributes"] == codecs["trace_id"] == "LZ4"
+    assert codecs["service"] == codecs["span_id"] == "ZSTD"
 
     # compaction replaces files: lookups still find every span, the index forgets old files
     store.table.compact(now_ns=base + 100 * HOUR)
@@ -239,3 +247,17 @@ def test_fingerprint_collisions_only_cost_reads(tmp_path: Path) -> None:
     assert list(found) == [wanted] and found[wanted].num_rows == 1
     assert np.unique(fingerprints(pa.array([r["trace_id"] for r in rows]))).size == 1
     store.close()
+
+
+def test_search_windows_are_sized_by_rows_not_hours() -> None:
+    from signalroom.traces.query import _next_window
+
+    assert _next_window(0, 20, 0, [7, 9]) == 1  # the newest hour first, whatever its size
+    # a partly filled newest hour (100 rows, 5 matches): the rate asks for 375 more rows,
+    # capped at doubling (200), taken across as many hours as that needs
+    assert _next_window(5, 20, 100, [50, 50, 400]) == 3
+    assert _next_window(5, 20, 100, [300, 50, 400]) == 1
+    assert _next_window(5, 20, 1000, [100, 100, 1000, 5000]) == 4
+    assert _next_window(19, 20, 10_000, [400, 400, 400]) == 2  # 658 rows still wanted
+    assert _next_window(0, 20, 500, [2000, 2000]) == 1  # no match yet: at least one hour
+    assert _next_window(3, 20, 10, []) == 1
