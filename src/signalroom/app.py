@@ -32,14 +32,13 @@ from signalroom.auth import Authenticator, Principal, hash_token, new_token
 from signalroom.config import (
     Config,
     ConfigError,
-    ListenAddress,
     SectionProblem,
     SectionValidator,
     load_config,
-    parse_listen,
 )
 from signalroom.events.service import EventService
 from signalroom.ingest.pushgateway import PushgatewayService
+from signalroom.listen import ListenAddress, parse_listen
 from signalroom.logs.errors import KV_NAMESPACE
 from signalroom.logs.ruler import LogRuler, check_log_rule_files
 from signalroom.logs.service import LogService

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 import signalroom
-from signalroom.config import Config, ConfigError, parse_listen
+from signalroom.config import Config, ConfigError
+from signalroom.listen import parse_listen
 from signalroom.loadtest.cli import loadtest
 from signalroom.packs.freshfoodz.capacity import capacity_app
 from signalroom.simulate.cli import simulate

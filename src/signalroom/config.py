@@ -15,11 +15,9 @@ Two conveniences are resolved while loading:
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,6 +34,7 @@ from pydantic import (
 )
 
 from signalroom.events.config import EventsConfig
+from signalroom.listen import parse_listen
 from signalroom.logs.config import LogsConfig
 from signalroom.traces.config import TracesConfig
 from signalroom.units import parse_bytes, parse_duration_ms
@@ -258,39 +257,6 @@ class Config(ConfigModel):
         """A short hash of the effective configuration, shown in status and logs."""
         text = self.model_dump_json(by_alias=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-# --- listen addresses --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ListenAddress:
-    host: str
-    port: int
-
-    @property
-    def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_listen(text: str) -> ListenAddress:
-    """Parse ``HOST:PORT`` (``[::1]:8290`` for IPv6); an empty host means all interfaces."""
-    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", text.strip())
-    if match is None:
-        raise ValueError(f"listen address {text!r} must look like HOST:PORT, e.g. 127.0.0.1:8290")
-    host = match.group(1) or match.group(3) or "0.0.0.0"
-    port = int(match.group(2) or match.group(4))
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range 0-65535")
-    return ListenAddress(host, port)
 
 
 # --- loading -----------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def test_tokens_are_random_and_hash_is_sha256() -> None:
 
 def test_exposure_guard_covers_the_otlp_grpc_listener() -> None:
     from signalroom.app import StartupError, check_exposure
-    from signalroom.config import Config, parse_listen
+    from signalroom.config import Config
+    from signalroom.listen import parse_listen
 
     loopback = parse_listen("127.0.0.1:8290")
     open_grpc = Config.model_validate({"traces": {"otlp_grpc": {"listen": "0.0.0.0:4317"}}})

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from signalroom.config import Config, ConfigError, load_config, parse_config, parse_listen
+from signalroom.config import Config, ConfigError, load_config, parse_config
+from signalroom.listen import parse_listen
 
 pytestmark = pytest.mark.unit
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from signalroom.listen import parse_listen
 from signalroom.units import parse_bytes, parse_duration_ms
 
 __all__ = [
@@ -103,8 +104,6 @@ class OtlpGrpcConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:
-        from signalroom.config import parse_listen  # here: signalroom.config imports us
-
         parse_listen(value)
         return value
 

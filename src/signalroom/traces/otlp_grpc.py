@@ -25,8 +25,9 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from signalroom.auth import Authenticator, AuthError
-from signalroom.config import TENANT_PATTERN, parse_listen
+from signalroom.config import TENANT_PATTERN
 from signalroom.ingest.otlp_traces import parse_request, request_to_columns
+from signalroom.listen import parse_listen
 from signalroom.traces.config import OtlpGrpcConfig
 from signalroom.traces.model import SpanIngestError
 
