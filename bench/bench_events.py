@@ -1,7 +1,10 @@
 """Events: capture throughput through PostHog's /batch (ASGI, in process, WAL fsync=batch),
 end-to-end until stored; then funnels and active users over N synthetic web-shop events.
 
-``python -m bench events`` uses N = 10,000,000 (``--events N`` to change it). The events are
+``python -m bench events`` uses N = 10,000,000 (``--events N`` to change it); ``--capture-only``
+skips the analytics part (the recorded analytics results are kept), ``--runs R`` sets the
+capture runs (5). Capture is also measured with the consumer paused (accepting alone), the
+ceiling the request path sets. The events are
 generated with NumPy straight into the segment store's bulk path (no WAL, no queue): users with
 log-normal activity, sessions over 90 days (quieter weekends, a daily cycle), each browsing
 ($pageview, search, product_viewed) and then going some way down the shop funnel
@@ -37,6 +40,7 @@ from signalroom.events.index import EventIndex
 from signalroom.events.service import EventService
 from signalroom.events.store import EVENT_SCHEMA, EventStore
 
+RESULTS = Path(__file__).resolve().parent / "results" / "events.json"
 STEPS = [
     "product_viewed",
     "add_to_cart",
@@ -69,7 +73,9 @@ def load() -> float:
 # ---------------------------------------------------------------------- capture
 
 
-async def capture_throughput(directory: Path, batches: int, per_batch: int) -> dict[str, float]:
+async def capture_throughput(
+    directory: Path, batches: int, per_batch: int, *, consumer: bool = True
+) -> dict[str, float]:
     import httpx
     from fastapi import FastAPI
 
@@ -77,6 +83,8 @@ async def capture_throughput(directory: Path, batches: int, per_batch: int) -> d
 
     service = EventService(EventsConfig(), directory, wal_fsync="batch")
     await service.start()
+    if not consumer:
+        service._tasks[0].cancel()  # the consumer: drained after the timing
     app = FastAPI()
     app.include_router(router)
 
@@ -101,7 +109,7 @@ async def capture_throughput(directory: Path, batches: int, per_batch: int) -> d
         bodies.append(json.dumps({"api_key": "k", "sent_at": now.isoformat(), "batch": batch}))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
 
         async def send(chunk: list[str]) -> None:
             for body in chunk:
@@ -113,25 +121,39 @@ async def capture_throughput(directory: Path, batches: int, per_batch: int) -> d
         await asyncio.gather(*(send(bodies[i::4]) for i in range(4)))
         accepted = time.perf_counter() - started
         await service.drain(600)
-        stored = time.perf_counter() - started
+        stored = time.perf_counter() - started if consumer else float("inf")
+        cpu = time.process_time() - cpu
     total = batches * per_batch
     rows = service.store.stats()["rows"] + service.store.stats()["rows_buffered"]
     await service.stop()
     assert rows == total, (rows, total)
-    return {"accepted": total / accepted, "stored": total / stored}
+    return {"accepted": total / accepted, "stored": total / stored, "cpu_s": cpu}
 
 
-def capture(directory: Path, runs: int = 3) -> dict[str, Any]:
-    results = []
+def capture(directory: Path, runs: int = 5) -> dict[str, Any]:
+    """Runs with the consumer and, alternating with them, accepting alone (medians)."""
+    results, alone, loads = [], [], []
     for run in range(runs):
         results.append(asyncio.run(capture_throughput(directory / f"capture{run}", 100, 1000)))
-        print("capture run", run, results[-1], "load", load(), flush=True)
+        loads.append(load())
+        print("capture run", run, results[-1], "load", loads[-1], flush=True)
+        only = asyncio.run(capture_throughput(directory / f"alone{run}", 100, 1000, consumer=False))
+        alone.append(only["accepted"])
+        print("accepting alone", run, round(only["accepted"]), "load", load(), flush=True)
     return {
         "events_per_run": 100_000,
         "batch_size": 1000,
+        "runs": runs,
         "accepted_events_per_s": round(statistics.median(r["accepted"] for r in results)),
         "stored_events_per_s": round(statistics.median(r["stored"] for r in results)),
-        "load": load(),
+        "accepted_alone_events_per_s": round(statistics.median(alone)),
+        # process CPU (every thread, the in-process client too) from the first request until
+        # everything is stored: steadier than the rates on a shared machine
+        "cpu_us_per_event": round(
+            statistics.median(r["cpu_s"] for r in results) / 100_000 * 1e6, 2
+        ),
+        "load": round(statistics.median(loads), 2),
+        "load_range": [min(loads), max(loads)],
     }
 
 
@@ -280,19 +302,38 @@ def analytics(directory: Path, n: int) -> dict[str, Any]:
     return out
 
 
+def _option(name: str, default: int) -> int:
+    return int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
 def main() -> None:
-    n = 10_000_000
-    if "--events" in sys.argv:
-        n = int(sys.argv[sys.argv.index("--events") + 1])
+    n = _option("--events", 10_000_000)
+    runs = _option("--runs", 5)
     with tempfile.TemporaryDirectory() as tmp:
-        captured = capture(Path(tmp))
+        captured = capture(Path(tmp), runs)
         print("capture", captured, flush=True)
+        capture_line = (
+            f"/batch {captured['accepted_events_per_s']:,} events/s accepted, "
+            f"{captured['stored_events_per_s']:,}/s stored with the consumer running "
+            f"(accepting alone {captured['accepted_alone_events_per_s']:,}/s; "
+            f"{captured['cpu_us_per_event']} µs CPU/event; median of "
+            f"{runs}, load {captured['load']}, {captured['load_range'][0]}-"
+            f"{captured['load_range'][1]})"
+        )
+        if "--capture-only" in sys.argv:
+            previous = RESULTS.read_text() if RESULTS.exists() else "{}"
+            recorded = json.loads(previous)
+            analytic = recorded.get("results", {}).get("analytics", {})
+            if analytic:  # kept from the last full run, marked as such
+                analytic["recorded_at"] = analytic.get("recorded_at", recorded["recorded_at"])
+            record("events", {"capture": captured, "analytics": analytic}, capture_line)
+            print(capture_line)
+            return
         analytic = analytics(Path(tmp) / "analytics", n)
         print("analytics", analytic, flush=True)
     results = {"capture": captured, "analytics": analytic}
     summary = (
-        f"/batch {captured['accepted_events_per_s']:,} events/s accepted, "
-        f"{captured['stored_events_per_s']:,}/s stored (load {captured['load']}); "
+        f"{capture_line}; "
         f"N={n:,}: 5-step funnel {analytic['funnel_5_step_ordered_s']}s "
         f"(strict {analytic['funnel_5_step_strict_s']}s, "
         f"cold {analytic['funnel_cold_s']}s; "

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from signalroom.events.analytics import AnalyticsError, FunnelStep, TrendSeries
 from signalroom.events.consumer import mark_oversize
@@ -34,6 +34,7 @@ from signalroom.events.service import EventService
 from signalroom.ingest.posthog import (
     CaptureError,
     capture_json,
+    json_loads,
     parse_sr_events,
     posthog_envelope,
 )
@@ -60,8 +61,10 @@ def _error(status: int, detail: str, code: str = "invalid_payload") -> JSONRespo
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise CaptureError(f"body exceeds max_body_bytes ({limit} bytes)", 413)
+    if declared and declared.isdigit():
+        if int(declared) > limit:
+            raise CaptureError(f"body exceeds max_body_bytes ({limit} bytes)", 413)
+        return await request.body()  # the server holds the client to its Content-Length
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -89,7 +92,11 @@ def _authorise_capture(request: Request, service: EventService, api_key: str | N
     return tenant
 
 
-async def _capture(request: Request, *, posthog: bool, endpoint: str) -> JSONResponse:
+# What PostHog's /capture and /batch answer, encoded once.
+_POSTHOG_OK = b'{"status":1}'
+
+
+async def _capture(request: Request, *, posthog: bool, endpoint: str) -> Response:
     service = _service(request)
     config = service.config
     try:
@@ -102,12 +109,12 @@ async def _capture(request: Request, *, posthog: bool, endpoint: str) -> JSONRes
             max_bytes=config.max_body_bytes,
         )
         try:
-            payload = json.loads(text)
+            payload = json_loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CaptureError(f"body is not valid JSON: {exc}") from None
         if payload is None and request.query_params.get("data"):
             text = request.query_params["data"].encode()
-            payload = json.loads(text)
+            payload = json_loads(text)
         now_ns = time.time_ns()
         if posthog:
             # Queued as sent: the consumer parses the events (see RawCapture).
@@ -129,7 +136,7 @@ async def _capture(request: Request, *, posthog: bool, endpoint: str) -> JSONRes
         return _error(429, str(exc), "queue_full")
     EVENTS_RECEIVED.labels(endpoint).inc(count)
     if posthog:
-        return JSONResponse({"status": 1})
+        return Response(_POSTHOG_OK, media_type="application/json")
     return JSONResponse(
         {
             "status": "ok",
@@ -147,7 +154,7 @@ async def _capture(request: Request, *, posthog: bool, endpoint: str) -> JSONRes
 _POSTHOG_PATHS = ["/capture", "/batch", "/e", "/i/v0/e", "/track", "/engage", "/s"]
 
 
-async def posthog_capture(request: Request) -> JSONResponse:
+async def posthog_capture(request: Request) -> Response:
     path = request.url.path.rstrip("/") or "/"
     return await _capture(request, posthog=True, endpoint=path.lstrip("/"))
 
@@ -180,7 +187,7 @@ async def decide(request: Request) -> JSONResponse:
 
 
 @router.post("/api/sr/events")
-async def sr_events(request: Request) -> JSONResponse:
+async def sr_events(request: Request) -> Response:
     return await _capture(request, posthog=False, endpoint="api/sr/events")
 
 

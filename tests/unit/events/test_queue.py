@@ -185,3 +185,21 @@ async def test_a_raw_posthog_body_is_queued_as_sent_and_parsed_the_same_after_a_
     assert parsed[1]["id"] == "given" and parsed[0]["id"] != parsed[2]["id"]
     assert "error" in parsed[2]
     await again.close()
+
+
+async def test_a_large_body_is_appended_from_a_worker_and_survives_a_reopen(
+    tmp_path: Path,
+) -> None:
+    events = [{"event": "a", "distinct_id": f"u{i}", "uuid": f"id-{i:05}"} for i in range(5000)]
+    body = json.dumps({"batch": events}).encode()
+    assert len(body) > 256 * 1024  # past the WAL's inline write
+    queue = await opened(tmp_path)
+    await queue.put("t", RawCapture(body, 10**18, len(events), 1, json.loads(body)))
+    await queue.put("t", records("small"))
+    assert queue.depth_events == 5001
+    await queue.close()
+    again = await opened(tmp_path)
+    big = next(i for i in again.pending() if i.events == 5000)
+    tenant, parsed = decode_item(big.payload)
+    assert tenant == "t" and [r["id"] for r in parsed] == [e["uuid"] for e in events]
+    await again.close()
