@@ -78,7 +78,8 @@ class SampleAppender(Protocol):
 # Cheap, vectorised pre-filter: only rows matching this are parsed in Python.
 _CANDIDATE = (
     r"Traceback \(most recent call last\)|\n\s+at |\n\tat |^\s*at \S|panic: |goroutine \d+ \["
-    r'|"(?:exception|exc_info|stack_?trace|stack|error)"'
+    # A key, not a value: ``"level":"error"`` is on every error-level line and carries none.
+    r'|"(?:exception|exc_info|stack_?trace|stack|error)[._a-z]*"\s*:'
 )
 _META_KEYS = re.compile(r'"(?:exception|exc_info|stack_?trace|stack|error)[._a-z]*"', re.I)
 

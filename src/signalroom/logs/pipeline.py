@@ -54,6 +54,7 @@ LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 STANDARD_LABELS = ("service", "level", "env", "host")
 _TRACE_RE = r'(?i)(?:"trace_?id"\s*:\s*"|\btrace_?id=)(?P<id>[0-9a-f]{16,32})'
 _SPAN_RE = r'(?i)(?:"span_?id"\s*:\s*"|\bspan_?id=)(?P<id>[0-9a-f]{16})'
+_ID_KEYS = "(?i)(?:trace|span)_?id"  # what a line needs for either pattern to match
 
 _LEVELS = {
     "emerg": "critical", "emergency": "critical", "alert": "critical", "crit": "critical",
@@ -214,8 +215,7 @@ class Pipeline:
             lines = pc.replace_with_mask(lines, too_long, _cut_bytes(cut, config.max_line_bytes))
             LINES_TRUNCATED.labels(tenant=tenant).inc(truncated)
 
-        trace = _given_or_extracted(batch.trace_ids, lines, _TRACE_RE)
-        span = _given_or_extracted(batch.span_ids, lines, _SPAN_RE)
+        trace, span = _extract_ids(lines, batch.trace_ids, batch.span_ids)
         lines, redactions = self.redactor.redact(lines)
         metadata = pa.array(batch.metadata or [None] * n, pa.string())
         if metadata.null_count < n:
@@ -297,14 +297,26 @@ def _cut_bytes(cut: pa.Array, max_bytes: int) -> pa.Array:
     return pa.array(out, pa.string())
 
 
-def _given_or_extracted(given: list[str | None] | None, lines: pa.Array, pattern: str) -> pa.Array:
-    extracted: pa.Array
-    mask = pc.match_substring_regex(lines, pattern)
-    if pc.any(mask).as_py():
-        extracted = pc.struct_field(pc.extract_regex(lines, pattern), [0])
-        extracted = pc.utf8_lower(extracted)
-    else:
-        extracted = pa.nulls(len(lines), pa.string())
+def _extract_ids(
+    lines: pa.Array, given_traces: list[str | None] | None, given_spans: list[str | None] | None
+) -> tuple[pa.Array, pa.Array]:
+    """Trace and span ids of the lines (lower-case), the given ones first. One cheap pass finds
+    the lines naming either key; the id patterns run on those alone (regex passes over every
+    line are what this step costs)."""
+    traces: pa.Array = pa.nulls(len(lines), pa.string())
+    spans: pa.Array = traces
+    keyed = pc.match_substring_regex(lines, _ID_KEYS)
+    if pc.any(keyed).as_py():
+        candidates = pc.filter(lines, keyed)
+        found = []
+        for pattern in (_TRACE_RE, _SPAN_RE):
+            ids = pc.ascii_lower(pc.struct_field(pc.extract_regex(candidates, pattern), [0]))
+            found.append(pc.replace_with_mask(traces, keyed, ids))  # null where no match
+        traces, spans = found
+    return _given_first(given_traces, traces), _given_first(given_spans, spans)
+
+
+def _given_first(given: list[str | None] | None, extracted: pa.Array) -> pa.Array:
     if given is None:
         return extracted
     return pc.coalesce(pc.utf8_lower(pa.array(given, pa.string())), extracted)
