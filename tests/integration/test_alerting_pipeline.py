@@ -134,10 +134,13 @@ def test_invalid_rule_file_on_reload_keeps_running_rules(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_rule_alerts_reach_an_external_alertmanager(tmp_path: Path) -> None:
-    from tests.integration.test_rules_alertmanager import real_alertmanager
+    from tests.support.alertmanager import real_alertmanager
 
     (tmp_path / "rules.yml").write_text(RULES)
-    with real_alertmanager(tmp_path) as address:
+    null_receiver = {"route": {"receiver": "null"}, "receivers": [{"name": "null"}]}
+    (tmp_path / "am").mkdir()
+    with real_alertmanager(null_receiver, tmp_path / "am") as url:
+        address = url.removeprefix("http://")
         config = f"""
 global: {{evaluation_interval: 1s, external_labels: {{cluster: eu1}}}}
 server: {{self_scrape: false}}

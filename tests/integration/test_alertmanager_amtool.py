@@ -201,6 +201,23 @@ async def test_post_alerts_validation_and_silence_errors(tmp_path: Path) -> None
         assert [a["labels"] for a in alerts] == [{"alertname": "ok"}]
         assert alerts[0]["endsAt"] > alerts[0]["startsAt"]  # resolve_timeout applied
 
+        # Bodies orjson refuses: malformed JSON keeps the json module's message; NaN (which
+        # the json module takes) reaches validation.
+        broken = await client.post("/api/v2/alerts", content=b'[{"labels": ')
+        assert broken.status_code == 400
+        assert broken.json() == (
+            'parsing alerts body from "" failed, because '
+            "Expecting value: line 1 column 13 (char 12)"
+        )
+        nan = await client.post(
+            "/api/v2/alerts", content=b'[{"labels": {"a": "b"}, "annotations": {"x": NaN}}]'
+        )
+        assert nan.status_code == 422
+        assert nan.json() == "0: annotations.x must be a string"
+        number = await client.post("/api/v2/alerts", json=[{"labels": {"a": 1}}])
+        assert number.status_code == 422
+        assert number.json() == "0: labels.a must be a string"
+
         past = await client.post(
             "/api/v2/silences",
             json={

@@ -141,9 +141,19 @@ def format_time(value: datetime | None) -> str:
         return ZERO_TIME_TEXT
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    # isoformat of the naive value: C speed, a 4-digit year, ".ffffff" only when non-zero.
-    text = value.replace(tzinfo=None).isoformat()
-    return (text.rstrip("0") if value.microsecond else text) + "Z"
+    # The alerts of a flush share a few instants (received together): each formatted once.
+    text = _TIME_TEXT.get(value)
+    if text is None:
+        # isoformat of the naive value: C speed, a 4-digit year, ".ffffff" only when non-zero.
+        text = value.replace(tzinfo=None).isoformat()
+        text = (text.rstrip("0") if value.microsecond else text) + "Z"
+        if len(_TIME_TEXT) >= 4096:
+            _TIME_TEXT.clear()
+        _TIME_TEXT[value] = text
+    return text
+
+
+_TIME_TEXT: dict[datetime, str] = {}  # UTC instants only: equal instants, equal text
 
 
 def format_api_time(value: datetime | None) -> str:
@@ -528,7 +538,13 @@ def receive_defaults(alert: Alert, now: datetime, resolve_timeout: timedelta) ->
 def _str_map(raw: Any, what: str) -> dict[str, str]:
     if raw is None:
         return {}
-    if type(raw) is not dict and not isinstance(raw, Mapping):  # JSON gives dicts: no ABC check
+    if type(raw) is dict:
+        for v in raw.values():
+            if type(v) is not str:
+                break
+        else:  # the common case: a copy in C (JSON keys are strings)
+            return dict(raw)
+    elif not isinstance(raw, Mapping):  # JSON gives dicts: no ABC check for them
         raise ValueError(f"{what} must be an object")
     out: dict[str, str] = {}
     for k, v in raw.items():

@@ -191,11 +191,21 @@ class Dispatcher:
             return True
         snapshot: list[Alert] = []
         for alert in ag.alerts.values():
-            copy = alert.copy()
-            copy._fp = alert._fp
-            if not copy.resolved_at(now):
-                copy.ends_at = None  # alerts must not resolve while the pipeline runs
-            snapshot.append(copy)
+            # Alerts must not resolve while the pipeline runs: unresolved ones go without an
+            # end. The label and annotation dicts are shared (nothing changes them in place;
+            # stages that add annotations copy the alert first).
+            snapshot.append(
+                Alert(
+                    alert.labels,
+                    alert.annotations,
+                    alert.starts_at,
+                    alert.ends_at if alert.resolved_at(now) else None,
+                    alert.generator_url,
+                    alert.updated_at,
+                    alert.timeout,
+                    alert._fp,
+                )
+            )
         snapshot = sort_alerts(snapshot)
         loop = asyncio.get_running_loop()
         timeout = max(opts.group_interval, MIN_FLUSH_TIMEOUT).total_seconds()

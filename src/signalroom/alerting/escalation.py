@@ -51,7 +51,7 @@ from signalroom.alerting.nflog import ReceiverKey
 from signalroom.alerting.notify.base import Integration
 from signalroom.alerting.notify.pipeline import Backoff, FlushContext, PipelineError, RetryStage
 from signalroom.alerting.oncall import OnCall, OverrideRecord, oncall_at
-from signalroom.alerting.persist import Op, StateWriter, upsert
+from signalroom.alerting.persist import Op, StateWriter, executemany, upsert
 from signalroom.alerting.recovery import RecoveryRunner, recovery_context
 from signalroom.alerting.runbooks import runbook_link
 
@@ -267,8 +267,7 @@ class _Store:
         rows, self._unsaved_states = list(self._unsaved_states.values()), {}
         if not rows or self.engine is None:
             return None
-        statement = upsert(self.engine, t)
-        return lambda conn: conn.execute(statement, rows)
+        return executemany(self.engine, "escalation-states-upsert", upsert(self.engine, t), rows)
 
     def append_memory(self, tenant: str, group_key: str, entry: TimelineEntry) -> TimelineEntry:
         """Without a database: keep the entry in memory, numbered."""
@@ -304,7 +303,8 @@ class _Store:
         rows, self._unsaved_timeline = self._unsaved_timeline, []
         if not rows:
             return None
-        return lambda conn: conn.execute(t.insert(), rows)
+        assert self.engine is not None
+        return executemany(self.engine, "escalation-timeline-insert", t.insert(), rows)
 
     def timeline(self, tenant: str, group_key: str, limit: int) -> list[TimelineEntry]:
         if self.engine is None:

@@ -551,6 +551,8 @@ def go_unquote(quoted: str) -> str:
 
 def go_quote(value: str) -> str:
     """Go's ``strconv.Quote``: printable characters kept, others escaped."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'  # the common case: nothing to escape
     parts = ['"']
     for ch in value:
         code = ord(ch)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from signalroom.alerting.persist import Op, StateWriter, upsert
+from signalroom.alerting.persist import Op, StateWriter, executemany, upsert
 
 __all__ = ["DEFAULT_RETENTION", "NotificationLog", "NotifyEntry", "ReceiverKey"]
 
@@ -135,9 +135,8 @@ class NotificationLog:
             return None
         from signalroom.storage.schema import alerting_nflog as t
 
-        statement = upsert(self._engine, t)
         rows = [self._row(e) for e in entries]
-        return lambda conn: conn.execute(statement, rows)
+        return executemany(self._engine, "nflog-upsert", upsert(self._engine, t), rows)
 
     def _row(self, entry: NotifyEntry) -> dict[str, object]:
         return {

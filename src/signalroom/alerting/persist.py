@@ -27,8 +27,11 @@ import logging
 import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 __all__ = ["Op", "StateWriter", "executemany", "upsert"]
@@ -203,15 +206,72 @@ def upsert(engine: sa.Engine, table: sa.Table) -> Any:
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - the state store runs on SQLite or PostgreSQL only
         raise RuntimeError(f"no upsert for {engine.dialect.name}")
+    key = (engine.dialect.name, table)
+    cached = _upserts.get(key)
+    if cached is not None:
+        return cached
     stmt = insert(table)
     keys = [c.name for c in table.primary_key.columns]
-    return stmt.on_conflict_do_update(
+    statement = _upserts[key] = stmt.on_conflict_do_update(
         index_elements=[table.c[k] for k in keys],
         set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
     )
+    return statement
 
 
-_Plan = tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]
+# Built once per dialect and table: building one costs more than the rows of a batch.
+_upserts: dict[tuple[str, sa.Table], Any] = {}
+
+
+_Convert = Callable[[Any], Any]
+_Plan = tuple[str, list[tuple[str, _Convert | None]]]
+
+# Compared with what the engine's JSON serializer writes: orjson stands in only where it
+# writes the same text (the state store's compact, non-ASCII-keeping JSON).
+_JSON_PROBE = {"a": ["é", 1, True, None], "b": {"c": "d\n"}}
+
+
+def _fast_processor(column_type: Any, dialect: sa.Dialect) -> _Convert | None:
+    """The bind processor SQLAlchemy would run for ``column_type``, or a faster one that
+    writes the same value: datetimes formatted once per instant, JSON with orjson."""
+    impl = column_type.dialect_impl(dialect)
+    slow: _Convert | None = impl.bind_processor(dialect)
+    if slow is None:
+        return None
+    if isinstance(impl, sa.JSON):
+        try:
+            same = orjson.dumps(_JSON_PROBE).decode() == slow(_JSON_PROBE)
+        except Exception:
+            same = False
+        if same:
+
+            def to_json(value: Any) -> Any:
+                try:
+                    return orjson.dumps(value).decode()
+                except TypeError:  # what orjson does not know (non-str keys, ...)
+                    return slow(value)
+
+            return to_json
+    if isinstance(impl, sa.DateTime):
+        # A batch of alerts shares a few instants (received at, ends at): each is
+        # formatted once. Only UTC values: an equal instant in another zone formats
+        # differently.
+        memo: dict[datetime, Any] = {}
+
+        def to_text(value: Any) -> Any:
+            if type(value) is not datetime or value.tzinfo is not UTC:
+                return slow(value)
+            text = memo.get(value)
+            if text is None:
+                if len(memo) >= 4096:
+                    memo.clear()
+                text = memo[value] = slow(value)
+            return text
+
+        return to_text
+    return slow
+
+
 _plans: weakref.WeakKeyDictionary[sa.Dialect, dict[str, _Plan | None]] = weakref.WeakKeyDictionary()
 
 
@@ -224,10 +284,14 @@ def executemany(
     as the insert itself. The values are converted here, on the caller's thread (the event
     loop), so the writer thread runs only sqlite3's C loop, which lets go of the GIL while
     it stores a row: the loop keeps answering POSTs meanwhile. ``name`` identifies the
-    statement (its plan is cached per dialect)."""
+    statement and the columns its rows carry, the same in every call (its plan is cached
+    per dialect)."""
+    if not rows:
+        return lambda conn: None
     plans = _plans.setdefault(engine.dialect, {})
     if name not in plans:
-        compiled = statement.compile(dialect=engine.dialect)
+        # Compiled for the columns the rows carry (an insert leaves the row id out).
+        compiled = statement.compile(dialect=engine.dialect, column_keys=list(rows[0]))
         order = compiled.positiontup
         if order is None:  # named parameters (psycopg): nothing to gain
             plans[name] = None
@@ -236,14 +300,17 @@ def executemany(
             dialect = engine.dialect
             plans[name] = (
                 str(compiled),
-                [(c, table.c[c].type.dialect_impl(dialect).bind_processor(dialect)) for c in order],
+                [(c, _fast_processor(table.c[c].type, dialect)) for c in order],
             )
     plan = plans[name]
-    if not rows:
-        return lambda conn: None
     if plan is None:
         named = list(rows)
         return lambda conn: conn.execute(statement, named)
     sql, columns = plan
-    values = [tuple(row[c] if p is None else p(row[c]) for c, p in columns) for row in rows]
+    # Column by column through map and zip: no Python-level work per value but converters.
+    cols = [
+        map(itemgetter(c), rows) if p is None else map(p, map(itemgetter(c), rows))
+        for c, p in columns
+    ]
+    values = list(zip(*cols, strict=True))
     return lambda conn: conn.exec_driver_sql(sql, values)

@@ -7,10 +7,12 @@ go-swagger writes them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
 import re2
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -182,10 +184,16 @@ async def post_alerts(request: Request) -> Any:
     except _Abort as exc:
         return _error(exc.status, exc.message)
     received_at = am.clock.now()
+    raw_body = await request.body()
     try:
-        body = await request.json()
-    except ValueError as exc:
-        return _error(400, f'parsing alerts body from "" failed, because {exc}')
+        body = orjson.loads(raw_body)
+    except orjson.JSONDecodeError:
+        # What orjson refuses and the json module takes (NaN, huge integers) is still
+        # accepted, and the error text stays the json module's.
+        try:
+            body = json.loads(raw_body)
+        except ValueError as exc:
+            return _error(400, f'parsing alerts body from "" failed, because {exc}')
     if not isinstance(body, list):
         return _error(400, "alerts must be a JSON array")
     alerts: list[Alert] = []

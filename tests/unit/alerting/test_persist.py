@@ -4,7 +4,7 @@ failing write failing alone, drain; and the alert store and notification log on 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -138,6 +138,43 @@ def test_executemany_stores_what_sqlalchemy_reads_back(state: StateStore) -> Non
     back = AlertStore("t", state.engine)
     assert back.load() == 1
     assert back.get(alert.fingerprint) == alert
+
+
+def test_executemany_writes_the_text_sqlalchemy_writes(state: StateStore) -> None:
+    from signalroom.storage.schema import alerting_timeline as timeline
+
+    plus_one = timezone(timedelta(hours=1))
+    # The same instant in two zones formats differently: the memo of formatted instants
+    # must not hand one the other's text.
+    instants = [T0, T0.astimezone(plus_one), T0 + timedelta(microseconds=7), T0]
+    rows = [
+        {
+            "tenant": "t",
+            "group_key": f"g{i}",
+            "at": at,
+            "kind": "notified",
+            "actor": "",
+            "level": None,
+            "target": None,
+            "receiver": "r",
+            "integration": "webhook[0]",
+            "outcome": "sent",
+            "detail": {"ß": ["é", 1, None], "n": i},
+        }
+        for i, at in enumerate(instants)
+    ]
+    ours = executemany(state.engine, "test-timeline", timeline.insert(), rows)
+    with state.engine.begin() as conn:
+        ours(conn)  # the row id is left out: numbered by the database
+        conn.execute(timeline.insert(), [{**r, "tenant": "sqlalchemy"} for r in rows])
+        stored = conn.exec_driver_sql(
+            "SELECT tenant, group_key, at, detail FROM alerting_timeline ORDER BY id"
+        ).all()
+    ours_rows = [r[1:] for r in stored if r[0] == "t"]
+    theirs = [r[1:] for r in stored if r[0] == "sqlalchemy"]
+    assert len(ours_rows) == 4
+    assert ours_rows == theirs
+    assert ours_rows[1][1] == "2024-01-01 01:00:00.000000"
 
 
 async def test_alert_gc_then_refire_keeps_the_new_row(state: StateStore) -> None:

@@ -108,8 +108,8 @@ def template_data(
     items = [
         TemplateAlert(
             status=a.status(now),
-            labels=dict(a.labels),
-            annotations=dict(a.annotations),
+            labels=a.labels,  # the flush's snapshot: not changed by anyone
+            annotations=a.annotations,
             starts_at=a.starts_at,
             ends_at=a.ends_at,
             generator_url=a.generator_url,

@@ -6,7 +6,13 @@ from typing import TYPE_CHECKING, Any
 
 from signalroom.alerting.alerts import Alert
 from signalroom.alerting.config import WebhookConfig
-from signalroom.alerting.notify.base import Integration, http_client, post_json, read_secret
+from signalroom.alerting.notify.base import (
+    Integration,
+    http_client,
+    lean_http,
+    post_json,
+    read_secret,
+)
 
 if TYPE_CHECKING:
     from signalroom.alerting.notify.pipeline import FlushContext
@@ -26,6 +32,7 @@ class WebhookIntegration(Integration):
         super().__init__(receiver, idx, config.send_resolved, external_url)
         self.config = config
         self.client = http_client(config.http_config)
+        self.lean = lean_http(config.http_config)  # plain-http URLs: far less CPU per POST
         if config.timeout is not None and config.timeout.total_seconds() > 0:
             self.timeout = config.timeout.total_seconds()
 
@@ -41,7 +48,9 @@ class WebhookIntegration(Integration):
 
     async def notify(self, ctx: FlushContext, alerts: list[Alert]) -> None:
         url = self.config.url or read_secret(None, self.config.url_file)
-        await post_json(self.client, self.name, url, self.payload(ctx, alerts))
+        await post_json(self.client, self.name, url, self.payload(ctx, alerts), self.lean)
 
     async def close(self) -> None:
+        if self.lean is not None:
+            await self.lean.aclose()
         await self.client.aclose()
