@@ -28,7 +28,7 @@ from signalroom.alerting.silences import (
     matcher_to_api,
     sort_for_api,
 )
-from signalroom.web.deps import Caller, require, runtime_of
+from signalroom.web.deps import Caller, authorize, require, runtime_of
 
 __all__ = ["router"]
 
@@ -171,14 +171,11 @@ async def get_alerts(
     return out
 
 
-_require_write = require("write")
-
-
 @router.post("/alerts")
 async def post_alerts(request: Request) -> Any:
     # The hot path of every Prometheus: authorised in line rather than with Depends, which
     # runs a plain-function dependency on a worker thread (a thread hop per POST).
-    caller = _require_write(request)
+    caller = authorize(request, "write")
     try:
         am = _manager(request)
     except _Abort as exc:

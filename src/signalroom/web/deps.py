@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,22 +40,33 @@ class Caller:
     tenant: str
 
 
-def require(scope: Scope) -> Callable[[Request], Caller]:
-    """A dependency that authenticates and authorises: ``Depends(require("read"))``."""
+def authorize(request: Request, scope: Scope) -> Caller:
+    """Authenticate the request and check ``scope`` for its tenant; raises ``AuthError``.
 
-    def dependency(request: Request) -> Caller:
-        authenticator = runtime_of(request).authenticator
-        authorization = request.headers.get("authorization")
-        if authorization is None:
-            # The UI's session cookie stands for the token it was opened with. (Imported here:
-            # web.ui imports this module.)
-            from signalroom.web.ui import session_authorization
+    Hot ingest routes call this inline; everything else uses ``Depends(require(scope))``."""
+    authenticator = runtime_of(request).authenticator
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        # The UI's session cookie stands for the token it was opened with. (Imported here:
+        # web.ui imports this module.)
+        from signalroom.web.ui import session_authorization
 
-            authorization = session_authorization(request)
-        principal = authenticator.authenticate(authorization)
-        tenant = tenant_of(request)
-        authenticator.check(principal, scope, tenant, f"{request.method} {request.url.path}")
-        tenant_var.set(tenant)
-        return Caller(principal, tenant)
+        authorization = session_authorization(request)
+    principal = authenticator.authenticate(authorization)
+    tenant = tenant_of(request)
+    authenticator.check(principal, scope, tenant, f"{request.method} {request.url.path}")
+    tenant_var.set(tenant)
+    return Caller(principal, tenant)
+
+
+def require(scope: Scope) -> Callable[[Request], Awaitable[Caller]]:
+    """A dependency that authenticates and authorises: ``Depends(require("read"))``.
+
+    It is a coroutine so FastAPI runs it on the event loop instead of handing every
+    authenticated request to a worker thread (and the tenant reaches the endpoint's context).
+    """
+
+    async def dependency(request: Request) -> Caller:
+        return authorize(request, scope)
 
     return dependency

@@ -26,7 +26,7 @@ from signalroom.traces.jaeger import jaeger_response, jaeger_trace
 from signalroom.traces.model import SpanIngestError, normalise_trace_id
 from signalroom.traces.query import TraceQuery, get_trace, get_traces, search
 from signalroom.traces.service import TraceService
-from signalroom.web.deps import Caller, require
+from signalroom.web.deps import Caller, authorize, require
 from signalroom.web.prometheus_api import APIError
 
 __all__ = ["router"]
@@ -150,15 +150,12 @@ async def _decode(function: Any, body: bytes, *args: str) -> Any:
     return function(body, *args)
 
 
-_require_write = require("write")
-
-
 @router.post("/v1/traces")
 async def otlp_traces(request: Request) -> Response:
     """OTLP/HTTP traces, protobuf or JSON (hex ids)."""
     # Authenticated inline: as a FastAPI dependency this sync check would hop to the thread
     # pool on every export request.
-    caller = _require_write(request)
+    caller = authorize(request, "write")
     service = _service(request)
     content_type = request.headers.get("content-type", "application/x-protobuf")
     body = await request.body()
