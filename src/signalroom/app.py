@@ -374,6 +374,7 @@ class Signalroom:
         self._collectors.clear()
         await self._close_storage()
         self._lock.release()
+        gc.unfreeze()  # let exit collect what start() froze (extension types report leaks)
         log.info("signalroom stopped")
 
     async def _close_storage(self) -> None:
