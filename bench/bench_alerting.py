@@ -73,7 +73,8 @@ class Runtime:
     alertmanager = am
     authenticator = Authenticator(AuthConfig())
 
-app = FastAPI(on_startup=[am.start], on_shutdown=[am.stop])
+import gc
+app = FastAPI(on_startup=[am.start, gc.freeze], on_shutdown=[am.stop])  # as app.Signalroom
 app.state.runtime = Runtime()
 app.include_router(alertmanager_api.router)
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
