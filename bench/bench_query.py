@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +54,14 @@ from bench.bench_remote_write import SIGNALROOM_CONFIG, Sender  # noqa: E402
 from bench.record import record  # noqa: E402
 from bench.reference import Process, prometheus, signalroom  # noqa: E402
 from signalroom.ingest.remote_write import encode_write_request  # noqa: E402
+from signalroom.tsdb.malloc import glibc_tunables  # noqa: E402
 
 CODES = ("200", "201", "404", "500")
 METHODS = ("GET", "POST")
 BUCKETS = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf")
 SERIES_PER_GROUP = len(CODES) * len(METHODS) + len(BUCKETS) + 2
 JOBS = 10
+TUNED = "signalroom_malloc_tuned"
 REL_TOL = 1e-6
 ABS_TOL = 1e-9
 
@@ -396,6 +399,15 @@ def main(argv: list[str]) -> dict[str, Any]:
     parser.add_argument(
         "--aligned", action="store_true", help="every sample on the step grid (no scrape offset)"
     )
+    parser.add_argument(
+        "--compare-malloc",
+        nargs="?",
+        const=glibc_tunables(),
+        default="",
+        metavar="GLIBC_TUNABLES",
+        help="also run a signalroom with tuned glibc malloc settings (by default those "
+        "signalroom.tsdb.malloc.tune_malloc sets) and report its latency and memory",
+    )
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
 
@@ -417,8 +429,15 @@ def main(argv: list[str]) -> dict[str, Any]:
         flush=True,
     )
 
-    with prometheus() as prom, signalroom(SIGNALROOM_CONFIG) as sr:
-        servers = {"prometheus": prom, "signalroom": sr}
+    with ExitStack() as stack:
+        servers = {
+            "prometheus": stack.enter_context(prometheus()),
+            "signalroom": stack.enter_context(signalroom(SIGNALROOM_CONFIG)),
+        }
+        if args.compare_malloc:
+            servers[TUNED] = stack.enter_context(
+                signalroom(SIGNALROOM_CONFIG, {"GLIBC_TUNABLES": args.compare_malloc})
+            )
         load: dict[str, dict[str, Any]] = {}
         with PeakMemory(servers).running() as peaks:
             for name, server in servers.items():
@@ -483,12 +502,24 @@ def main(argv: list[str]) -> dict[str, Any]:
         f"{len(mismatched)} queries disagree (+{len(known)} known 2.x/3.x difference), "
         f"{len(failed)} fail; 2 shared cores"
     )
+    if args.compare_malloc:
+        tuned = [r["ratio_malloc_tuned"] for r in results.values() if r.get("ratio_malloc_tuned")]
+        tuned_geo = math.exp(statistics.mean(math.log(r) for r in tuned)) if tuned else None
+        summary_results["geometric_mean_latency_ratio_malloc_tuned"] = tuned_geo
+        summary += (
+            f"; with malloc tuned ({args.compare_malloc}): x{tuned_geo or 0:.2f}, "
+            f"peak RSS querying {q.get(TUNED, 0) / 2**20:.0f} MiB, loaded "
+            f"{load[TUNED]['rss_bytes_loaded'] / 2**20:.0f} vs "
+            f"{load['signalroom']['rss_bytes_loaded'] / 2**20:.0f} MiB"
+        )
+    summary += f"; load average {os.getloadavg()[0]:.1f}"
     print(summary)
     for name, r in results.items():
         print(
             f"  {name:28} prom {r['prometheus_median_s'] or 0:8.4f}s  sr "
             f"{r['signalroom_median_s'] or 0:8.4f}s  x{r['ratio'] or 0:6.2f}  "
-            f"{'; '.join(r['compare']['problems'] + r['errors'])}"
+            + (f"tuned x{r['ratio_malloc_tuned'] or 0:6.2f}  " if args.compare_malloc else "")
+            + "; ".join(r["compare"]["problems"] + r["errors"])
         )
     if not args.no_record:
         record("query", summary_results, summary)
@@ -529,6 +560,9 @@ def run_mix(servers: dict[str, Process], end_s: float, repeat: int) -> dict[str,
                 entry[f"{name}_seconds"] = times[name]
             p, s = entry["prometheus_median_s"], entry["signalroom_median_s"]
             entry["ratio"] = s / p if p and s else None
+            if TUNED in servers:
+                t = entry[f"{TUNED}_median_s"]
+                entry["ratio_malloc_tuned"] = t / p if p and t else None
             out[query.name] = entry
             print(
                 f"{query.name}: prom {p or 0:.4f}s sr {s or 0:.4f}s "

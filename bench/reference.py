@@ -54,10 +54,23 @@ def _wait(url: str, process: subprocess.Popen[bytes], log: Path, path: str) -> N
 
 
 @contextmanager
-def _run(name: str, args: list[str], directory: Path, url: str, ready: str) -> Iterator[Process]:
+def _run(
+    name: str,
+    args: list[str],
+    directory: Path,
+    url: str,
+    ready: str,
+    env: dict[str, str] | None = None,
+) -> Iterator[Process]:
     log = directory / f"{name}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=directory)
+        process = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+            env={**os.environ, **env} if env else None,
+        )
     try:
         _wait(url, process, log, ready)
         yield Process(name, url, process, directory)
@@ -89,8 +102,9 @@ def prometheus(extra_args: tuple[str, ...] = (), config: str = "global: {}\n") -
 
 
 @contextmanager
-def signalroom(config: str = "") -> Iterator[Process]:
-    """A signalroom server with its own data directory, on a free loopback port."""
+def signalroom(config: str = "", env: dict[str, str] | None = None) -> Iterator[Process]:
+    """A signalroom server with its own data directory, on a free loopback port (``env``:
+    variables added to its environment)."""
     directory = Path(tempfile.mkdtemp(prefix="bench-signalroom-"))
     (directory / "signalroom.yml").write_text(config)
     port = free_port()
@@ -100,7 +114,8 @@ def signalroom(config: str = "") -> Iterator[Process]:
             "--log-level", "warning"]  # fmt: skip
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
-        with _run("signalroom", args, directory, f"http://127.0.0.1:{port}", "/-/ready") as p:
+        url = f"http://127.0.0.1:{port}"
+        with _run("signalroom", args, directory, url, "/-/ready", env) as p:
             yield p
     finally:
         shutil.rmtree(directory, ignore_errors=True)

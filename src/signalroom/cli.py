@@ -80,6 +80,9 @@ def serve(
         raise typer.BadParameter("use json or console", param_hint="--log-format")
     fmt: Literal["json", "console"] = "json" if log_format == "json" else "console"
     setup_logging(log_level, fmt)
+    from signalroom.tsdb.malloc import tune_malloc
+
+    tune_malloc()  # before any thread starts: fewer arenas, freed query arrays returned sooner
     cfg = _load(config)
     try:
         address = parse_listen(listen or cfg.server.listen)

@@ -91,9 +91,12 @@ class Labels:
     # --- derived sets -----------------------------------------------------------
     def without(self, *names: str) -> Labels:
         """A copy with the given label names removed."""
-        drop = set(names)
-        if not any(k in drop for k, _ in self._pairs):
+        if not any(n in self._map for n in names):
             return self
+        if len(names) == 1:
+            (only,) = names
+            return Labels._from_sorted(tuple(p for p in self._pairs if p[0] != only))
+        drop = set(names)
         return Labels._from_sorted(tuple(p for p in self._pairs if p[0] not in drop))
 
     def only(self, *names: str) -> Labels:

@@ -23,15 +23,18 @@ StaleNaN included.
 
 from __future__ import annotations
 
+import itertools
 import struct
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import cramjam
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ChunkSet", "encode_chunkset", "merge_sorted", "ranges"]
+__all__ = ["ChunkSet", "DecodedCache", "decoded_cache", "encode_chunkset", "merge_sorted", "ranges"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -298,6 +301,59 @@ def _seg_xor_scan(x: U64, starts: I64, mask: npt.NDArray[np.bool_]) -> U64:
     return np.bitwise_xor(acc, np.repeat(before, lengths)).astype(np.uint64)
 
 
+class DecodedCache:
+    """A bounded LRU of small decoded selections: (chunk set, group, rows) -> (ts, values).
+
+    Reading a few series of a group still decompresses the whole group (one zstd frame), so
+    a dashboard re-reading one series over a day costs a group per chunk set it touches on
+    every refresh. Chunk sets never change, so their decoded series can be kept; only
+    selections of at most ``max_entry_samples`` are cached, all within ``max_bytes``.
+    """
+
+    def __init__(self, max_bytes: int = 16 << 20, max_entry_samples: int = 8192) -> None:
+        self.max_bytes = max_bytes
+        self.max_entry_samples = max_entry_samples
+        self.nbytes = 0
+        self._entries: OrderedDict[tuple[int, int, bytes], tuple[I64, F64]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int, bytes]) -> tuple[I64, F64] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[int, int, bytes], value: tuple[I64, F64]) -> None:
+        size = value[0].nbytes + value[1].nbytes + len(key[2]) + 200
+        if size > self.max_bytes:
+            return
+        for array in value:
+            array.flags.writeable = False  # shared by every later reader
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = value
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                (_, _, rows), (ts, vals) = self._entries.popitem(last=False)
+                self.nbytes -= ts.nbytes + vals.nbytes + len(rows) + 200
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+decoded_cache = DecodedCache()
+"""The process's cache of small decoded selections (shared by every chunk set)."""
+
+_tokens = itertools.count()
+
+
 @dataclass
 class ChunkSet:
     """Encoded samples of many series, sorted by (series id, time)."""
@@ -309,6 +365,8 @@ class ChunkSet:
     data: Any  # bytes, or an mmap / memoryview of a block file
     min_time: int
     max_time: int
+    # names this chunk set in the decoded cache (unlike id(), never reused)
+    token: int = field(default_factory=_tokens.__next__, compare=False, repr=False)
 
     @property
     def num_samples(self) -> int:
@@ -362,9 +420,18 @@ class ChunkSet:
         for g in groups.tolist():
             s0, s1 = int(self.group_series[g]), int(self.group_series[g + 1])
             mine = pos[(pos >= s0) & (pos < s1)]
-            # decode only the wanted series of the group (all of them: no gather needed)
-            ts, vals = self.decode_group(g, None if len(mine) == s1 - s0 else mine - s0)
             lengths = self.offsets[mine + 1] - self.offsets[mine]
+            if len(mine) == s1 - s0:  # all of the group's series: no gather needed
+                ts, vals = self.decode_group(g)
+            elif int(lengths.sum()) <= decoded_cache.max_entry_samples:
+                key = (self.token, g, mine.tobytes())
+                cached = decoded_cache.get(key)
+                if cached is None:
+                    cached = self.decode_group(g, mine - s0)
+                    decoded_cache.put(key, cached)
+                ts, vals = cached
+            else:  # decode only the wanted series
+                ts, vals = self.decode_group(g, mine - s0)
             keep = (ts >= mint) & (ts <= maxt)
             gid_parts.append(np.repeat(self.gids[mine], lengths)[keep])
             ts_parts.append(ts[keep])

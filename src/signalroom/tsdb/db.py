@@ -1204,23 +1204,31 @@ def _interleave(parts: list[Samples], ids: I64) -> Samples | None:
     """Parts each sorted by (id, time) put together without sorting: ordered by their first
     timestamp, each part's run of a series goes after the earlier parts' runs. That is the
     (id, time) order when every series' parts follow each other in time (blocks of disjoint
-    windows, head chunks of in-order appends); None when they overlap, to merge and sort."""
-    parts = sorted(parts, key=lambda p: int(p[1].min()))
-    counts = np.stack(
-        [np.searchsorted(p[0], ids, "right") - np.searchsorted(p[0], ids, "left") for p in parts]
-    )
+    windows, head chunks of in-order appends); None (``parts`` untouched) when they overlap,
+    to merge and sort. Otherwise ``parts`` is emptied as it is copied, so each part's memory
+    can go as soon as it has been copied."""
+    parts.sort(key=lambda p: int(p[1].min()))
+    lefts = [np.searchsorted(p[0], ids, "left") for p in parts]
+    rights = [np.searchsorted(p[0], ids, "right") for p in parts]
+    counts = np.stack([r - lo for r, lo in zip(rights, lefts, strict=True)])
+    # every series' run in a part must start after its runs in the earlier parts ended
+    newest = np.full(len(ids), np.iinfo(np.int64).min)
+    for (_, p_ts, _), lo, hi, n in zip(parts, lefts, rights, counts, strict=True):
+        has = n > 0
+        if np.any(p_ts[lo[has]] <= newest[has]):
+            return None
+        newest[has] = p_ts[hi[has] - 1]
     before = np.cumsum(counts, axis=0) - counts  # per part and series: samples of earlier parts
     series_start = np.cumsum(counts.sum(axis=0)) - counts.sum(axis=0)
     total = int(counts.sum())
     gids = np.empty(total, np.int64)
     ts = np.empty(total, np.int64)
     vals = np.empty(total, np.float64)
-    for (p_gids, p_ts, p_vals), n, earlier in zip(parts, counts, before, strict=True):
+    for n, earlier in zip(counts, before, strict=True):
+        p_gids, p_ts, p_vals = parts.pop(0)
         dest = ranges(series_start + earlier, n)
         gids[dest], ts[dest], vals[dest] = p_gids, p_ts, p_vals
-    same = gids[1:] == gids[:-1]
-    if np.any(same & (ts[1:] <= ts[:-1])):
-        return None
+        del p_gids, p_ts, p_vals, dest
     return gids, ts, vals
 
 
@@ -1266,15 +1274,19 @@ class TSDBQuerier:
             return [], ts, vals, np.zeros(1, np.int64)
         starts = np.concatenate(([0], np.flatnonzero(gids[1:] != gids[:-1]) + 1))
         offsets = np.append(starts, len(gids)).astype(np.int64)
+        series_ids = gids[starts].tolist()
+        del gids  # 8 bytes a sample: gone before the copies below
         labels_of = self.db.index.labels
-        labels = [labels_of(g) for g in gids[starts].tolist()]
+        labels = [labels_of(g) for g in series_ids]
         keys = [lbl.items() for lbl in labels]
         # Ids follow creation order, which is often label order already: check before sorting.
         if any(a > b for a, b in pairwise(keys)):
             order = sorted(range(len(labels)), key=keys.__getitem__)
             lengths = np.diff(offsets)[order]
             idx = ranges(offsets[:-1][order], lengths)
-            ts, vals = ts[idx], vals[idx]
+            ts = ts[idx]  # one column at a time: a single extra copy alive at once
+            vals = vals[idx]
+            del idx
             labels = [labels[i] for i in order]
             offsets = np.zeros(len(labels) + 1, np.int64)
             np.cumsum(lengths, out=offsets[1:])

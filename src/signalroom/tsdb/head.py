@@ -26,6 +26,7 @@ Samples = tuple[I64, I64, F64]  # series id per sample, timestamps, values
 
 _FANOUT = 4
 _MIN_RUN = 64  # samples per series a merged chunk set should reach despite its span
+_MAX_RAW_PARTS = 32
 
 
 def concat(parts: list[Samples]) -> Samples:
@@ -47,10 +48,13 @@ def select_raw(parts: list[Samples], wanted: I64, mint: int, maxt: int) -> Sampl
     # a lookup table over ids beats np.isin (which sorts) on every part of every query
     member = np.zeros(int(wanted[-1]) + 2, dtype=np.bool_)
     member[wanted] = True
-    gids, ts, vals = concat(parts)
-    keep = member[np.minimum(gids, len(member) - 1)]
-    keep &= (ts >= mint) & (ts <= maxt)
-    return gids[keep], ts[keep], vals[keep]
+    out: list[Samples] = []
+    for gids, ts, vals in parts:  # part by part: no copy of the whole buffer per query
+        keep = member[np.minimum(gids, len(member) - 1)]
+        keep &= (ts >= mint) & (ts <= maxt)
+        if keep.any():
+            out.append((gids[keep], ts[keep], vals[keep]))
+    return concat(out)
 
 
 @dataclass
@@ -91,6 +95,10 @@ class Head:
         with self.lock:
             self._raw.append((gids, ts, values))
             self._raw_samples += len(ts)
+            if len(self._raw) >= _MAX_RAW_PARTS:
+                # every query filters every part: a few large parts cost less than many
+                # small ones (one batch per remote-write request)
+                self._raw = [concat(self._raw)]
             self.min_time = min(self.min_time, int(ts.min()))
             self.max_time = max(self.max_time, int(ts.max()))
             if self._raw_samples >= self.chunk_samples:

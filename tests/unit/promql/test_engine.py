@@ -336,3 +336,37 @@ def test_bucket_quantiles_match_bucket_quantile_step_by_step() -> None:
         any_forced |= was_forced
         assert (math.isnan(want) and math.isnan(got[s])) or want == got[s], (s, qs[s])
     assert forced == any_forced and forced
+
+
+def test_histogram_quantile_of_many_histograms_matches_bucket_quantile() -> None:
+    # Histograms computed together (same bounds and steps) and alone (a bucket missing, a
+    # bound spelled twice, no +Inf) must give what bucket_quantile gives each step.
+    rng = np.random.default_rng(11)
+    les = ["0.1", "0.5", "1", "+Inf"]
+    storage = MemoryStorage()
+    expected: dict[Labels, list[tuple[float, float]]] = {}
+    for h in range(40):
+        spelled = list(les)
+        if h == 5:
+            spelled[2] = "1.0"
+            spelled.append("1")  # the same bound twice
+        if h == 6:
+            spelled = spelled[:-1]  # no +Inf: NaN
+        counts = np.cumsum(rng.integers(0, 4, len(spelled))).astype(float)
+        if h == 7:
+            counts[1] = counts[0] - 1  # not monotonic: forced
+        for k, le in enumerate(spelled):
+            if h == 8 and k == 1:
+                continue  # a bucket missing
+            labels = Labels({"__name__": "lat_bucket", "h": str(h), "le": le})
+            storage.add(labels, 0, float(counts[k]))
+            expected.setdefault(Labels({"h": str(h)}), []).append((float(le), float(counts[k])))
+    engine = Engine()
+    for q in (0.5, 0.9):
+        result = engine.instant_query(storage, f"histogram_quantile({q}, lat_bucket)", 0)
+        got = _vector(result.value)
+        for key, buckets in expected.items():
+            want = bucket_quantile(q, buckets)[0]
+            value = got[str(key)]
+            assert (math.isnan(want) and math.isnan(value)) or value == want, (q, key)
+        assert any("monotonicity" in info for info in result.infos)
