@@ -1,4 +1,4 @@
-"""The lean HTTP/1.1 client of webhook notifications against real servers on loopback:
+"""The aiohttp-based client of webhook notifications against real servers on loopback:
 keep-alive reuse, chunked and close-delimited bodies, a stale idle connection, redirects
 handed to httpx, failures as retryable notify errors."""
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from signalroom.alerting.notify.base import NotifyError, lean_http, post_json
-from signalroom.alerting.notify.http1 import LeanHTTP
+from signalroom.alerting.notify.fasthttp import LeanHTTP
 from signalroom.alerting.testing import WebhookSink, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -106,11 +106,24 @@ async def test_an_idle_connection_the_server_closed_is_replaced() -> None:
 
 
 async def test_a_connection_cut_by_a_timeout_is_not_reused() -> None:
+    connections = 0
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")  # then stalls
-        await writer.drain()
-        await asyncio.sleep(5)
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        while True:
+            try:
+                await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            if first:  # a partial answer, then a stall
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+                await writer.drain()
+                await asyncio.sleep(5)
+                break
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
         writer.close()
 
     async with server(handle) as url:
@@ -118,7 +131,9 @@ async def test_a_connection_cut_by_a_timeout_is_not_reused() -> None:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.3):
                 await lean.post(url, b"{}", "application/json")
-        assert not any(lean._idle.values())  # half-read: closed, not kept for the next POST
+        answer = await lean.post(url, b"{}", "application/json")
+        assert (answer.status_code, answer.content) == (200, b"ok")
+        assert connections == 2  # the half-read connection was dropped, not reused
         await lean.aclose()
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import aiohttp
 import httpx
 import orjson
 
 from signalroom.alerting.alerts import Alert
 from signalroom.alerting.config import HTTPClientConfig
-from signalroom.alerting.notify.http1 import LeanHTTP
+from signalroom.alerting.notify.fasthttp import LeanHTTP
 
 if TYPE_CHECKING:
     from signalroom.alerting.notify.pipeline import FlushContext
@@ -168,7 +168,7 @@ async def post_json(
     if lean is not None and lean.handles(url):
         try:
             response = await lean.post(url, body, "application/json")
-        except (OSError, EOFError, ValueError, asyncio.LimitOverrunError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             raise NotifyError(f"{type(exc).__name__}: {exc}", retry=True, reason="other") from None
         if response.status_code in _REDIRECTS:
             response = None
