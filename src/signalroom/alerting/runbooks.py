@@ -87,7 +87,9 @@ def runbook_link(
     ``<base_url>/runbooks/<name>``."""
     for source in (annotations, labels):
         for key in RUNBOOK_KEYS:
-            value = source.get(key, "").strip()
+            if key not in source:  # the usual case, checked per alert of every flush
+                continue
+            value = source[key].strip()
             if not value:
                 continue
             if value.startswith(("http://", "https://")):

@@ -142,8 +142,14 @@ class Silences:
             out[s.state(now)] += 1
         return out
 
+    def empty(self) -> bool:
+        """No silences at all (not even expired ones): nothing can mute."""
+        return not self._by_id
+
     def mutes(self, labels: Mapping[str, str], now: datetime) -> list[str]:
         """Ids of the active silences muting these labels (sorted, as the API lists them)."""
+        if not self._by_id:
+            return []
         return sorted(
             s.id
             for s in self._by_id.values()

@@ -17,6 +17,7 @@ from signalroom.alerting.nflog import NotificationLog, NotifyEntry, ReceiverKey
 from signalroom.alerting.notify.base import Integration, NotifyError
 from signalroom.alerting.notify.pipeline import (
     Backoff,
+    FanoutStage,
     FlushContext,
     MultiStage,
     PipelineError,
@@ -265,3 +266,101 @@ async def test_notification_log_survives_a_restart(tmp_path: Path) -> None:
         assert len(integ2.sent) == 1
         # another tenant's log is separate
         assert NotificationLog("t2", store.engine).load() == 0
+
+
+async def test_a_silence_added_after_the_pipeline_was_built_mutes_the_next_flush() -> None:
+    # With no silences the stage skips the per-alert check; it must notice a new one.
+    integ = Recording()
+    silences = Silences()
+    stage = stage_for(integ, silences=silences)
+    await stage.exec(ctx(), [firing(i="1")])
+    silences.set(
+        Silence(parse_matchers('i="2"'), NOW - timedelta(hours=1), NOW + timedelta(hours=1)),
+        NOW - timedelta(hours=1),
+    )
+    await stage.exec(
+        ctx(now=NOW + timedelta(minutes=1)), [firing(i="1"), firing(i="2"), firing(i="3")]
+    )
+    assert [[a.labels["i"] for a in batch] for batch in integ.sent] == [["1"], ["1", "3"]]
+    assert silences.mutes(firing(i="2").labels, NOW) != []
+    assert silences.mutes(firing(i="1").labels, NOW) == []
+
+
+async def test_an_expired_silence_mutes_nothing() -> None:
+    integ = Recording()
+    silences = Silences()
+    sid = silences.set(
+        Silence(parse_matchers('i="1"'), NOW - timedelta(hours=2), NOW + timedelta(hours=1)),
+        NOW - timedelta(hours=2),
+    )
+    silences.expire(sid, NOW - timedelta(hours=1))
+    assert not silences.empty()
+    await stage_for(integ, silences=silences).exec(ctx(), [firing(i="1")])
+    assert [[a.labels["i"] for a in batch] for batch in integ.sent] == [["1"]]
+
+
+class _Failing:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.seen: list[FlushContext] = []
+
+    async def exec(
+        self, ctx: FlushContext, alerts: list[Alert]
+    ) -> tuple[FlushContext, list[Alert]]:
+        self.seen.append(ctx)
+        raise self.error
+
+
+class _Passing:
+    def __init__(self) -> None:
+        self.seen: list[FlushContext] = []
+
+    async def exec(
+        self, ctx: FlushContext, alerts: list[Alert]
+    ) -> tuple[FlushContext, list[Alert]]:
+        ctx.firing = [a.fingerprint for a in alerts]
+        self.seen.append(ctx)
+        return ctx, alerts
+
+
+@pytest.mark.parametrize("others", [0, 1])
+async def test_fanout_fails_alike_with_one_or_more_integrations(others: int) -> None:
+    failing = _Failing(ValueError("bad URL"))
+    passing = [_Passing() for _ in range(others)]
+    outer = ctx()
+    with pytest.raises(PipelineError) as raised:
+        await FanoutStage([failing, *passing]).exec(outer, [firing()])
+    assert str(raised.value) == "bad URL"
+    # every integration works on its own copy of the context
+    assert failing.seen[0] is not outer
+    assert all(p.seen[0] is not outer and p.seen[0].firing for p in passing)
+    assert outer.firing == []
+
+
+async def test_fanout_of_one_integration_hands_back_the_callers_context() -> None:
+    passing = _Passing()
+    outer = ctx()
+    alerts = [firing()]
+    got, out = await FanoutStage([passing]).exec(outer, alerts)
+    assert got is outer and out == alerts and outer.firing == []
+    assert passing.seen[0].firing == [alerts[0].fingerprint]
+
+
+def test_the_webhook_payload_is_alertmanagers_template_data() -> None:
+    from signalroom.alerting.notify.templates import template_data, template_json
+
+    a = firing(i="1", team="db")
+    a.annotations = {"summary": "x", "runbook_url": "http://rb"}
+    b = resolved(i="2", team="db")
+    b.annotations = {"summary": "x"}
+    c = firing(i="3")
+    c.generator_url = "http://prom/graph"
+    for alerts in ([a, b, c], [b], [a], []):
+        want = template_data("r.x", {"alertname": "A"}, alerts, NOW, "http://am").to_json()
+        got = template_json("r.x", {"alertname": "A"}, alerts, NOW, "http://am")
+        assert got == want and list(got) == list(want)
+    assert template_json("r", {}, [b], NOW, "")["status"] == "resolved"
+    assert template_json("r", {}, [a, b], NOW, "")["commonLabels"] == {
+        "alertname": "A",
+        "team": "db",
+    }

@@ -77,6 +77,9 @@ class FlushContext:
         """Wait for the background work of this flush; raises its first error."""
         if not self.background:
             return
+        if len(self.background) == 1:  # the usual flush: no gathering future needed
+            await self.background[0]
+            return
         results = await asyncio.gather(*self.background, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
@@ -114,6 +117,16 @@ class FanoutStage:
     async def exec(
         self, ctx: FlushContext, alerts: list[Alert]
     ) -> tuple[FlushContext, list[Alert]]:
+        if len(self.stages) == 1:
+            # The usual receiver with one integration: awaited in line, without the task
+            # gather would wrap it in.
+            try:
+                await self.stages[0].exec(replace(ctx), list(alerts))
+            except (asyncio.CancelledError, PipelineError):
+                raise
+            except Exception as exc:
+                raise PipelineError(str(exc)) from exc
+            return ctx, alerts
         results = await asyncio.gather(
             *(s.exec(replace(ctx), list(alerts)) for s in self.stages), return_exceptions=True
         )
@@ -127,23 +140,31 @@ class FanoutStage:
 
 
 class MuteStage:
-    """Drops the alerts a muter (inhibitor or silences) mutes."""
+    """Drops the alerts a muter (inhibitor or silences) mutes; ``idle()`` says the muter
+    has nothing that could mute (no rules, no silences), which skips the per-alert check."""
 
-    def __init__(self, mutes: Callable[[Mapping[str, str], datetime], bool]) -> None:
+    def __init__(
+        self,
+        mutes: Callable[[Mapping[str, str], datetime], bool],
+        idle: Callable[[], bool] | None = None,
+    ) -> None:
         self.mutes = mutes
+        self.idle = idle
 
     async def exec(
         self, ctx: FlushContext, alerts: list[Alert]
     ) -> tuple[FlushContext, list[Alert]]:
+        if self.idle is not None and self.idle():
+            return ctx, alerts
         return ctx, [a for a in alerts if not self.mutes(a.labels, ctx.now)]
 
 
 def inhibit_stage(inhibitor: Inhibitor) -> MuteStage:
-    return MuteStage(inhibitor.mutes)
+    return MuteStage(inhibitor.mutes, lambda: not inhibitor.rules)
 
 
 def silence_stage(silences: Silences) -> MuteStage:
-    return MuteStage(lambda labels, now: bool(silences.mutes(labels, now)))
+    return MuteStage(lambda labels, now: bool(silences.mutes(labels, now)), silences.empty)
 
 
 class TimeMuteStage:
@@ -251,6 +272,9 @@ class RetryStage:
     def __init__(self, integration: Integration, backoff: Backoff | None = None) -> None:
         self.integration = integration
         self.backoff = backoff or Backoff()
+        # The labelled children, looked up once rather than on every attempt.
+        self._latency = METRICS.latency.labels(integration.name)
+        self._sent = METRICS.notifications.labels(integration.name)
 
     async def exec(
         self, ctx: FlushContext, alerts: list[Alert]
@@ -291,8 +315,8 @@ class RetryStage:
                 err = exc
             except Exception as exc:  # a bug or an unexpected client error: retry
                 err = NotifyError(f"{type(exc).__name__}: {exc}", retry=True, reason="other")
-            METRICS.latency.labels(integ.name).observe(time.perf_counter() - started)
-            METRICS.notifications.labels(integ.name).inc()
+            self._latency.observe(time.perf_counter() - started)
+            self._sent.inc()
             if err is None:
                 return ctx, alerts
             METRICS.failed.labels(integ.name, err.reason).inc()

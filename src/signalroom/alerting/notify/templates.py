@@ -19,9 +19,16 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote_plus
 
-from signalroom.alerting.alerts import Alert, format_time
+from signalroom.alerting.alerts import Alert, fingerprint_hex, format_time
 
-__all__ = ["TemplateAlert", "TemplateData", "expand", "render", "template_data"]
+__all__ = [
+    "TemplateAlert",
+    "TemplateData",
+    "expand",
+    "render",
+    "template_data",
+    "template_json",
+]
 
 _GO_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
@@ -95,6 +102,38 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
             if m.get(k) != out[k]:
                 del out[k]
     return out
+
+
+def template_json(
+    receiver: str,
+    group_labels: Mapping[str, str],
+    alerts: list[Alert],
+    now: datetime,
+    external_url: str,
+) -> dict[str, Any]:
+    """``template_data(...).to_json()`` without the intermediate objects: the webhook
+    payload, built on every flush of every group."""
+    items = [
+        {
+            "status": "resolved" if a.ends_at is not None and not a.ends_at > now else "firing",
+            "labels": a.labels,  # the flush's snapshot: not changed by anyone
+            "annotations": a.annotations,
+            "startsAt": format_time(a.starts_at),
+            "endsAt": format_time(a.ends_at),
+            "generatorURL": a.generator_url,
+            "fingerprint": fingerprint_hex(a.fingerprint),
+        }
+        for a in alerts
+    ]
+    return {
+        "receiver": quote_meta(receiver),
+        "status": "firing" if any(i["status"] == "firing" for i in items) else "resolved",
+        "alerts": items,
+        "groupLabels": dict(group_labels),
+        "commonLabels": _common([a.labels for a in alerts]),
+        "commonAnnotations": _common([a.annotations for a in alerts]),
+        "externalURL": external_url,
+    }
 
 
 def template_data(

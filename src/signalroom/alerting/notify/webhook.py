@@ -13,6 +13,7 @@ from signalroom.alerting.notify.base import (
     post_json,
     read_secret,
 )
+from signalroom.alerting.notify.templates import template_json
 
 if TYPE_CHECKING:
     from signalroom.alerting.notify.pipeline import FlushContext
@@ -38,7 +39,7 @@ class WebhookIntegration(Integration):
 
     def payload(self, ctx: FlushContext, alerts: list[Alert]) -> dict[str, Any]:
         kept, truncated = truncate_alerts(self.config.max_alerts, alerts)
-        data = self.data(ctx, kept).to_json()
+        data = template_json(ctx.receiver, ctx.group_labels, kept, ctx.now, self.external_url)
         return {
             **data,
             "version": "4",
