@@ -306,7 +306,13 @@ def capacity_plan(
             query = (
                 http_range_query(url, token) if url else store_range_query(data_dir or Path("data"))
             )
-            components = measure_baseline(components, query, now=datetime.now(UTC), days=days)
+            components = measure_baseline(
+                components,
+                query,
+                now=datetime.now(UTC),
+                days=days,
+                step=timedelta(seconds=step),
+            )
         cal = (
             SeasonCalendar.from_mapping(yaml.safe_load(calendar.read_text()))
             if calendar
