@@ -354,11 +354,15 @@ def main() -> None:
         results["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     print(results)
     if not args.no_record:
-        summary = (
-            f"OTLP/HTTP protobuf {results.get('push_spans_per_second', 0):,} spans/s "
+        push = (
+            f"OTLP/HTTP protobuf {results['push_spans_per_second']:,} spans/s "
             f"({results.get('push_server_cpu_us_per_span')} µs server CPU/span), OTLP/gRPC "
-            f"{results.get('push_grpc_spans_per_second', 0):,} spans/s; over "
-            f"{n:,} spans: trace by id {results['trace_by_id_ms']} ms, search "
+            f"{results.get('push_grpc_spans_per_second', 0):,} spans/s; "
+            if "push_spans_per_second" in results
+            else "push not run (--skip-push); "
+        )
+        summary = (
+            f"{push}over {n:,} spans: trace by id {results['trace_by_id_ms']} ms, search "
             f"{results['search_service_ms']}/{results['search_service_tag_duration_ms']}/"
             f"{results['search_service_operation_error_ms']}/"
             f"{results['search_rare_full_window_ms']}"
