@@ -3,26 +3,17 @@
 // name a token with the admin scope and one with only read.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const argIndex = process.argv.indexOf('--base-url');
-const BASE_URL = (argIndex > 0 ? process.argv[argIndex + 1] : process.env.BASE_URL) ?? 'http://127.0.0.1:8290';
-const SHOTS = process.env.SCREENSHOT_DIR ?? path.resolve(here, '../../test-artifacts/ui');
+import path from 'node:path';
+
+import { BASE_URL, SHOTS, done, launchBrowser } from './harness.mjs';
+
 const READER_TOKEN = process.env.READER_TOKEN ?? '';
 const ADMIN_TOKEN = process.env.ADMIN_TOKEN ?? '';
-mkdirSync(SHOTS, { recursive: true });
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-sync'],
-  });
+  browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
@@ -42,12 +33,6 @@ async function open(url, { headers, expected = [], viewport = { width: 1280, hei
   page.on('pageerror', (error) => page.problems.push(`page error: ${error.message}`));
   await page.goto(url);
   return page;
-}
-
-async function done(page, name) {
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-  assert.deepEqual(page.problems, [], `console errors on ${name}`);
-  await page.context().close();
 }
 
 const visible = (locator) => locator.first().waitFor({ state: 'visible' });

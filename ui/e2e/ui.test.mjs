@@ -4,35 +4,17 @@
 // screenshotted to $SCREENSHOT_DIR (default ../test-artifacts/ui).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const argIndex = process.argv.indexOf('--base-url');
-const BASE_URL = (argIndex > 0 ? process.argv[argIndex + 1] : process.env.BASE_URL) ?? 'http://127.0.0.1:8290';
-const SHOTS = process.env.SCREENSHOT_DIR ?? path.resolve(here, '../../test-artifacts/ui');
+import path from 'node:path';
+
+import { BASE_URL, SHOTS, done, launchBrowser } from './harness.mjs';
+
 const TRACE_ID = process.env.TRACE_ID ?? '5b8efff798038103d269b633813fc60c';
 const TIMEOUT = 45_000; // 2-core CI machines under load answer slowly at first
-mkdirSync(SHOTS, { recursive: true });
 
 let browser;
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchBrowser();
 });
 after(async () => {
   await browser?.close();
@@ -54,12 +36,6 @@ async function open(url, viewport = { width: 1280, height: 900 }) {
   });
   await page.goto(url);
   return page;
-}
-
-async function done(page, name) {
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
-  assert.deepEqual(page.problems, [], `console errors on ${name}`);
-  await page.context().close();
 }
 
 /** Panels reload when variables change: wait for the stat to settle on ``text``. */
