@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from signalroom.alerting.testing import free_port
 from signalroom.config import GlobalConfig
 from signalroom.model.labels import Labels
 from signalroom.scrape.appender import MemoryAppender, is_stale_nan
 from signalroom.scrape.manager import ScrapeManager
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Exporter:

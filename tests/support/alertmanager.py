@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.server import free_port
+from signalroom.alerting.testing import free_port
 
 AM_BINARY = "/usr/bin/prometheus-alertmanager"
 AMTOOL_BINARY = "/usr/bin/amtool"
