@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from signalroom.alerting.alerts import Alert
 
 if TYPE_CHECKING:
-    from signalroom.alerting.notify.pipeline import FlushContext
+    from signalroom.alerting.notify.context import FlushContext
 
 __all__ = [
     "SHIPPED_RUNBOOKS",

@@ -5,16 +5,7 @@ with `Template(name, funcs)` or `Template.add_funcs`. `prometheus.py` holds Prom
 function map and `Expander`; the Alertmanager registers its own map on the same engine.
 """
 
-from signalroom.templating.exec import (
-    MISSING,
-    FuncError,
-    FuncMap,
-    GoStruct,
-    SafeHTML,
-    StringMap,
-    Template,
-    TemplateExecError,
-)
+from signalroom.templating.exec import FuncMap, Template, TemplateExecError
 from signalroom.templating.parse import TemplateParseError
 from signalroom.templating.prometheus import (
     ALERT_TEMPLATE_DEFS,
@@ -25,6 +16,7 @@ from signalroom.templating.prometheus import (
     expand_alert_template,
     prometheus_funcs,
 )
+from signalroom.templating.values import MISSING, FuncError, GoStruct, SafeHTML, StringMap
 
 __all__ = [
     "ALERT_TEMPLATE_DEFS",

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote_plus
 
-from signalroom.templating.exec import MISSING, FuncError, StringMap, truth
 from signalroom.templating.gofmt import go_type_name, sprint, sprintf, sprintln
+from signalroom.templating.values import MISSING, FuncError, StringMap, truth
 
 
 def _and(arg0: Any, *args: Any) -> Any:

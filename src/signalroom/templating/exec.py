@@ -14,58 +14,20 @@ from functools import lru_cache
 from typing import Any
 
 from signalroom.templating import parse as p
+from signalroom.templating.builtins import BUILTINS, html_escape
 from signalroom.templating.gofmt import format_value, go_type_name
-
-
-class _Missing:
-    """Go's invalid reflect.Value: prints `<no value>`, is false, has no fields."""
-
-    go_type = "<invalid reflect.Value>"
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-MISSING: Any = _Missing()
+from signalroom.templating.values import (
+    MISSING,
+    FuncError,
+    GoStruct,
+    SafeHTML,
+    StringMap,
+    truth,
+)
 
 
 class TemplateExecError(Exception):
     """An execution error, already formatted as Go formats it."""
-
-
-class FuncError(Exception):
-    """Raised by template functions; shown as `error calling NAME: message`."""
-
-
-class StringMap(dict[str, str]):
-    """A Go map[string]string: a missing key reads as the empty string."""
-
-    go_type = "map[string]string"
-
-
-class GoStruct:
-    """A Go struct value: named fields, reached with `.Field`."""
-
-    def __init__(self, go_type: str, **fields: Any) -> None:
-        self.go_type = go_type
-        self._fields = fields
-
-    def get_field(self, name: str) -> tuple[bool, Any]:
-        if name in self._fields:
-            return True, self._fields[name]
-        return False, None
-
-    def go_fields(self) -> list[tuple[str, Any]]:
-        return list(self._fields.items())
-
-
-class SafeHTML(str):
-    """html/template.HTML: never escaped in HTML mode."""
-
-    go_type = "template.HTML"
 
 
 FuncMap = Mapping[str, Callable[..., Any]]
@@ -78,19 +40,6 @@ MAX_EXEC_DEPTH = 100_000
 class _Control(Exception):
     def __init__(self, kind: object) -> None:
         self.kind = kind
-
-
-def truth(value: Any) -> bool:
-    """Go template truthiness (isTrue)."""
-    if value is MISSING or value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return value != 0
-    if isinstance(value, str | Mapping | list | tuple):
-        return len(value) > 0
-    return True
 
 
 _KIND_NAMES = {str: "string", bool: "bool", int: "int", float: "float64"}
@@ -130,7 +79,6 @@ class Template:
         missing_key: str = "zero",
         html: bool = False,
     ) -> None:
-        from signalroom.templating.builtins import BUILTINS
 
         self.name = name
         self.funcs: dict[str, Callable[..., Any]] = dict(BUILTINS)
@@ -435,7 +383,6 @@ class _State:
         fn = self.tmpl.funcs.get(node.name)
         if fn is None:
             raise self.error(f"{_go_q(node.name)} is not a defined function")
-        from signalroom.templating.builtins import BUILTINS
 
         is_builtin = BUILTINS.get(node.name) is fn
         return self.eval_call(dot, fn, is_builtin, cmd, node.name, args, final)
@@ -560,8 +507,6 @@ class _State:
             raise self.error(f"can't print {node.go()} of type {go_type_name(value)}")
         text = format_value(value)
         if self.tmpl.html and not isinstance(value, SafeHTML):
-            from signalroom.templating.builtins import html_escape
-
             text = html_escape(text)
         self.out.append(text)
 

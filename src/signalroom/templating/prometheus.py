@@ -12,19 +12,12 @@ from urllib.parse import urlsplit
 
 from signalroom.model.labels import Labels
 from signalroom.templating.builtins import query_escape
-from signalroom.templating.exec import (
-    MISSING,
-    FuncError,
-    GoStruct,
-    SafeHTML,
-    StringMap,
-    Template,
-    TemplateExecError,
-)
+from signalroom.templating.exec import Template, TemplateExecError
 from signalroom.templating.gofmt import format_value, sprintf
 from signalroom.templating.gotime import GoDuration, GoTime
 from signalroom.templating.parse import TemplateParseError, Tree
 from signalroom.templating.regex import go_regexp
+from signalroom.templating.values import MISSING, FuncError, GoStruct, SafeHTML, StringMap
 
 #: query(text, time_ms) -> list of (labels, value) samples.
 QueryFunc = Callable[[str, int], list[tuple[Labels, float]]]

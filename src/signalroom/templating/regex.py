@@ -8,7 +8,7 @@ from typing import Any
 
 import re2
 
-from signalroom.templating.exec import FuncError
+from signalroom.templating.values import FuncError
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False

@@ -16,7 +16,7 @@ from signalroom.alerting.config import HTTPClientConfig
 from signalroom.alerting.notify.fasthttp import LeanHTTP
 
 if TYPE_CHECKING:
-    from signalroom.alerting.notify.pipeline import FlushContext
+    from signalroom.alerting.notify.context import FlushContext
     from signalroom.alerting.notify.templates import TemplateData
 
 __all__ = [

@@ -20,7 +20,7 @@ from signalroom.alerting.notify.base import Integration, NotifyError, read_secre
 from signalroom.alerting.notify.templates import expand, render
 
 if TYPE_CHECKING:
-    from signalroom.alerting.notify.pipeline import FlushContext
+    from signalroom.alerting.notify.context import FlushContext
 
 DEFAULT_SUBJECT = '{{ template "email.default.subject" . }}'
 

@@ -10,7 +10,7 @@ from signalroom.alerting.notify.base import Integration, http_client, post_json,
 from signalroom.alerting.notify.templates import expand
 
 if TYPE_CHECKING:
-    from signalroom.alerting.notify.pipeline import FlushContext
+    from signalroom.alerting.notify.context import FlushContext
 
 COLORS = {"firing": "8C1A1A", "resolved": "2DC72D"}
 

@@ -14,7 +14,7 @@ from signalroom.alerting.notify.base import Integration, NotifyError, http_clien
 from signalroom.alerting.notify.templates import expand
 
 if TYPE_CHECKING:
-    from signalroom.alerting.notify.pipeline import FlushContext
+    from signalroom.alerting.notify.context import FlushContext
 
 MAX_SUMMARY = 1024
 MAX_EVENT_BYTES = 512 * 1024

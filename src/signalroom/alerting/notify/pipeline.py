@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from signalroom.alerting.alerts import Alert
 from signalroom.alerting.inhibit import Inhibitor
 from signalroom.alerting.nflog import NotificationLog, NotifyEntry, ReceiverKey
 from signalroom.alerting.notify.base import Integration, NotifyError
+from signalroom.alerting.notify.context import FlushContext
 from signalroom.alerting.notify.metrics import METRICS
 from signalroom.alerting.silences import Silences
 from signalroom.alerting.timeinterval import TimeInterval, any_contains
@@ -52,38 +53,6 @@ log = logging.getLogger("signalroom.alerting.notify")
 
 class PipelineError(Exception):
     """One or more integrations failed; the group keeps its alerts for the next flush."""
-
-
-@dataclass
-class FlushContext:
-    """What Alertmanager carries in the context of one flush."""
-
-    now: datetime
-    group_key: str
-    group_labels: dict[str, str]
-    receiver: str
-    repeat_interval: timedelta
-    mute_time_intervals: tuple[str, ...] = ()
-    active_time_intervals: tuple[str, ...] = ()
-    tenant: str = "default"
-    deadline: float | None = None  # loop.time() by which the flush must be done
-    firing: list[int] = field(default_factory=list)
-    resolved: list[int] = field(default_factory=list)
-    # Work a stage started without holding up delivery (escalation bookkeeping); shared by
-    # the copies FanoutStage makes, awaited by ``settle`` before the flush counts as done.
-    background: list[asyncio.Task[object]] = field(default_factory=list)
-
-    async def settle(self) -> None:
-        """Wait for the background work of this flush; raises its first error."""
-        if not self.background:
-            return
-        if len(self.background) == 1:  # the usual flush: no gathering future needed
-            await self.background[0]
-            return
-        results = await asyncio.gather(*self.background, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
 
 
 class Stage(Protocol):
@@ -121,14 +90,14 @@ class FanoutStage:
             # The usual receiver with one integration: awaited in line, without the task
             # gather would wrap it in.
             try:
-                await self.stages[0].exec(replace(ctx), list(alerts))
+                await self.stages[0].exec(ctx.fork(), list(alerts))
             except (asyncio.CancelledError, PipelineError):
                 raise
             except Exception as exc:
                 raise PipelineError(str(exc)) from exc
             return ctx, alerts
         results = await asyncio.gather(
-            *(s.exec(replace(ctx), list(alerts)) for s in self.stages), return_exceptions=True
+            *(s.exec(ctx.fork(), list(alerts)) for s in self.stages), return_exceptions=True
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         for err in errors:

@@ -16,7 +16,7 @@ from signalroom.alerting.notify.base import (
 from signalroom.alerting.notify.templates import template_json
 
 if TYPE_CHECKING:
-    from signalroom.alerting.notify.pipeline import FlushContext
+    from signalroom.alerting.notify.context import FlushContext
 
 
 def truncate_alerts(max_alerts: int, alerts: list[Alert]) -> tuple[list[Alert], int]:
