@@ -282,8 +282,11 @@ def bench_search(data_dir: Path, n: int) -> dict[str, Any]:
     load_s = time.perf_counter() - began
     store.rebuild_catalog()
     began = time.perf_counter()
-    store.warm_index()
+    store.index.warm(store.table.files("default"))
     index_s = time.perf_counter() - began
+    began, cpu = time.perf_counter(), time.process_time()
+    store.warm_index()  # what is left: the search index
+    search_index_s, search_index_cpu_s = time.perf_counter() - began, time.process_time() - cpu
     lookups = trace_id_of(rng.integers(0, n // 10, 20)).to_pylist()
     found = 0
 
@@ -307,6 +310,7 @@ def bench_search(data_dir: Path, n: int) -> dict[str, Any]:
                       tags={"customer.id": "c7"}, limit=20)  # fmt: skip
     rare_ms, res4 = timed(lambda: search(store, "default", rare), 3, "rare")
     stats = store.table.stats()
+    search_index_bytes = store.search_index.nbytes
     store.close()
     return {
         "stored_spans": n,
@@ -314,6 +318,10 @@ def bench_search(data_dir: Path, n: int) -> dict[str, Any]:
         "newest_partition_minutes": round(end_ns % (3600 * 10**9) / 60e9, 1),
         "load_seconds": round(load_s, 1),
         "index_seconds": round(index_s, 2),
+        "search_index_seconds": round(search_index_s, 2),
+        "search_index_cpu_seconds": round(search_index_cpu_s, 2),
+        "search_index_bytes": search_index_bytes,
+        "search_index_bytes_per_span": round(search_index_bytes / n, 2),
         "bytes_on_disk": stats.bytes,
         "trace_by_id_ms": round(by_id_ms / 5, 1),
         "trace_by_id_found": found,
@@ -329,6 +337,60 @@ def bench_search(data_dir: Path, n: int) -> dict[str, Any]:
     }
 
 
+# Figures of each part of the benchmark; a run of one part records the other's last figures.
+_PUSH_PREFIXES = ("push_", "load_average_push_")
+
+
+def _is_push(key: str) -> bool:
+    return key.startswith(_PUSH_PREFIXES)
+
+
+def _previous(part: str) -> tuple[dict[str, Any], str]:
+    """The last recorded figures of ``part`` ("push" or "search") and when they were measured
+    (their own ``<part>_recorded_at`` when an earlier run carried them over already)."""
+    import json
+
+    from bench.record import RESULTS_DIR
+
+    try:
+        payload = json.loads((RESULTS_DIR / "traces.json").read_text())
+    except (OSError, ValueError):
+        return {}, ""
+    results: dict[str, Any] = payload.get("results", {})
+    figures = {
+        key: value
+        for key, value in results.items()
+        if _is_push(key) == (part == "push") and not key.endswith("_recorded_at")
+    }
+    stamp = str(results.get(f"{part}_recorded_at") or payload.get("recorded_at", ""))
+    required = "push_spans_per_second" if part == "push" else "search_rare_full_window_ms"
+    return (figures, stamp) if required in figures else ({}, "")
+
+
+def _push_text(results: dict[str, Any]) -> str:
+    return (
+        f"OTLP/HTTP protobuf {results['push_spans_per_second']:,} spans/s "
+        f"({results.get('push_server_cpu_us_per_span')} µs server CPU/span), OTLP/gRPC "
+        f"{results.get('push_grpc_spans_per_second', 0):,} spans/s over "
+        f"{results.get('push_spans', 0):,} spans"
+    )
+
+
+def _search_text(results: dict[str, Any]) -> str:
+    return (
+        f"over {results['stored_spans']:,} spans: trace by id {results['trace_by_id_ms']} ms, "
+        f"search {results['search_service_ms']}/{results['search_service_tag_duration_ms']}/"
+        f"{results['search_service_operation_error_ms']}/"
+        f"{results['search_rare_full_window_ms']} ms (service/tag+duration/error/rare over 24 h)"
+        + (
+            f", search index {results['search_index_bytes_per_span']} B/span built in "
+            f"{results['search_index_seconds']} s"
+            if "search_index_bytes_per_span" in results
+            else ""
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=10_000_000)
@@ -340,36 +402,56 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     n = 10_000_000 if args.full else args.spans
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results: dict[str, Any] = {"load_average_1m_start": round(os.getloadavg()[0], 2)}
         if not args.skip_push:
+            results["load_average_push_start"] = round(os.getloadavg()[0], 2)
             transports = (args.transport,) if args.transport else ("http", "grpc")
             results.update(bench_push(Path(tmp), args.push_spans, transports))
+            results["load_average_push_end"] = round(os.getloadavg()[0], 2)
             print(results, flush=True)
-        if args.push_only:
+        if not args.push_only:
+            results["load_average_1m_start"] = round(os.getloadavg()[0], 2)
+            results.update(bench_search(Path(tmp), n))
             results["load_average_1m_end"] = round(os.getloadavg()[0], 2)
-            print(results)
-            return
-        results.update(bench_search(Path(tmp), n))
-        results["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     print(results)
-    if not args.no_record:
-        push = (
-            f"OTLP/HTTP protobuf {results['push_spans_per_second']:,} spans/s "
-            f"({results.get('push_server_cpu_us_per_span')} µs server CPU/span), OTLP/gRPC "
-            f"{results.get('push_grpc_spans_per_second', 0):,} spans/s; "
-            if "push_spans_per_second" in results
-            else "push not run (--skip-push); "
+    if args.no_record:
+        return
+    # A run of one part carries the other part's last recorded figures, marked with when
+    # they were measured, so traces.json always holds both.
+    parts = []
+    if args.skip_push:
+        previous, stamp = _previous("push")
+        if previous:
+            results.update(previous, push_recorded_at=stamp)
+            parts.append(
+                f"push not run (--skip-push; from {stamp}: {_push_text(previous)}, load "
+                f"{previous.get('load_average_push_start')}-"
+                f"{previous.get('load_average_push_end')})"
+            )
+        else:
+            parts.append("push not run (--skip-push)")
+    else:
+        parts.append(
+            f"{_push_text(results)} (load {results['load_average_push_start']}-"
+            f"{results['load_average_push_end']})"
         )
-        summary = (
-            f"{push}over {n:,} spans: trace by id {results['trace_by_id_ms']} ms, search "
-            f"{results['search_service_ms']}/{results['search_service_tag_duration_ms']}/"
-            f"{results['search_service_operation_error_ms']}/"
-            f"{results['search_rare_full_window_ms']}"
-            f" ms (service/tag+duration/error/rare over 24 h); load average "
-            f"{results['load_average_1m_start']}-{results['load_average_1m_end']}"
+    if args.push_only:
+        previous, stamp = _previous("search")
+        if previous:
+            results.update(previous, search_recorded_at=stamp)
+            parts.append(
+                f"search not run (--push-only; from {stamp}: {_search_text(previous)}, load "
+                f"{previous.get('load_average_1m_start')}-{previous.get('load_average_1m_end')})"
+            )
+        else:
+            parts.append("search not run (--push-only)")
+    else:
+        parts.append(
+            f"{_search_text(results)}; load {results['load_average_1m_start']}-"
+            f"{results['load_average_1m_end']}"
         )
-        record("traces", results, summary)
+    record("traces", results, "; ".join(parts))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from signalroom.traces.model import STATUS_ERROR, dumps, normalise_trace_id
+from signalroom.traces.search_index import SearchProbe, search_probe
 from signalroom.traces.store import TraceStore, run_sql
 
 __all__ = ["TraceQuery", "find_trace_ids", "get_trace", "get_traces", "search"]
@@ -31,6 +33,11 @@ __all__ = ["TraceQuery", "find_trace_ids", "get_trace", "get_traces", "search"]
 _TRACE_SLACK_NS = 3600 * 10**9
 _HOUR_NS = 3600 * 10**9
 _SCAN_ATTEMPTS = 4
+# Columns a search reads, and the share of a file's row groups above which it reads the
+# whole file (DuckDB's scan) rather than the search index's candidates (PyArrow).
+_SEARCH_COLUMNS = ["trace_id", "start_time", "service", "name", "kind", "duration",
+                   "status_code", "attributes", "resource"]  # fmt: skip
+_WHOLE_FILE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -113,14 +120,6 @@ def _pair_literals(key: str, value: str) -> list[str]:
     return literals
 
 
-def _files_by_hour(bounds: list[tuple[Path, int, int]]) -> dict[int, list[Path]]:
-    """Files by the hour partition holding them."""
-    by_hour: dict[int, list[Path]] = {}
-    for path, _, max_ts in bounds:
-        by_hour.setdefault(max_ts // _HOUR_NS, []).append(path)  # a file holds one partition
-    return by_hour
-
-
 def _next_window(found: int, limit: int, scanned: int, upcoming: list[int]) -> int:
     """Hours to scan next, given the rows ``scanned`` so far and the rows of each hour still
     to scan: as many rows as the match rate so far says are missing (with a margin), at most
@@ -147,6 +146,78 @@ def find_trace_ids(store: TraceStore, tenant: str, query: TraceQuery) -> list[st
     raise AssertionError("unreachable")
 
 
+def _index_terms(query: TraceQuery) -> tuple[bool, list[tuple[str, str]]]:
+    """What the search index can test of ``query``: whether matching spans have an error
+    status, and the attribute pairs they hold (read as ``_conditions`` reads the tags)."""
+    error = query.error
+    status_error = False
+    pairs = []
+    for key, value in query.tags.items():
+        if key == "error" and value.lower() in ("true", "false"):
+            error = value.lower() == "true"
+        elif key in ("otel.status_code", "status.code"):
+            status_error = value.upper() == "ERROR"
+        elif key != "span.kind" and '"' not in key and "\\" not in key:
+            # (a key with quotes or backslashes is escaped in the JSON path: not indexed)
+            pairs.append((key, value))
+    return error is True or status_error, pairs
+
+
+def _probe(store: TraceStore, query: TraceQuery, files: list[Path]) -> SearchProbe | None:
+    """The search index probe of ``query`` (None when it has nothing to test)."""
+    error, pairs = _index_terms(query)
+    durations = query.min_duration_ns is not None or query.max_duration_ns is not None
+    if not (query.service or query.operation or error or pairs or durations):
+        return None
+    if query.service:
+        services: set[str] = {query.service}
+    else:
+        services = set()
+        for path in files:
+            summary = store.search_index.get(path)
+            if summary is not None:
+                services |= summary.services
+    connection = store.connect()
+    try:
+        return search_probe(
+            connection, services, query.operation or None, pairs, error,
+            query.min_duration_ns, query.max_duration_ns,
+        )  # fmt: skip
+    finally:
+        connection.close()
+
+
+@dataclass
+class _Hour:
+    """What a search reads of one hour partition: whole files, and some row groups of
+    others (those the search index could not rule out)."""
+
+    rows: int = 0
+    files: list[Path] = field(default_factory=list)
+    row_groups: list[tuple[Path, list[int]]] = field(default_factory=list)
+
+
+def _plan(
+    store: TraceStore, files: list[Path], buffered: pa.Table, probe: SearchProbe | None
+) -> dict[int, _Hour]:
+    """Per hour partition (newest first) what to read, skipping what cannot match."""
+    plan: dict[int, _Hour] = {}
+    hours, rows = np.unique(buffered["start_time"].to_numpy() // _HOUR_NS, return_counts=True)
+    for hour, count in zip(hours.tolist(), rows.tolist(), strict=True):
+        plan.setdefault(hour, _Hour()).rows += count
+    for path, _, max_ts in store.file_bounds(files):
+        part = plan.setdefault(max_ts // _HOUR_NS, _Hour())  # a file holds one partition
+        groups = store.candidate_row_groups(path, probe) if probe is not None else None
+        summary = store.search_index.get(path)
+        if groups is None or summary is None or len(groups) > _WHOLE_FILE_SHARE * len(summary.rows):
+            part.files.append(path)
+            part.rows += store.file_rows(path)
+        elif groups:
+            part.row_groups.append((path, groups))
+            part.rows += int(summary.rows[groups].sum())
+    return {hour: plan[hour] for hour in sorted(plan, reverse=True) if plan[hour].rows}
+
+
 def _find_trace_ids(store: TraceStore, tenant: str, query: TraceQuery) -> list[str]:
     params: list[Any] = []
     where = " AND ".join(_conditions(query, params))
@@ -155,33 +226,35 @@ def _find_trace_ids(store: TraceStore, tenant: str, query: TraceQuery) -> list[s
         f"SELECT trace_id, max(start_time) AS last FROM {{source}} WHERE {where}"
         f" GROUP BY trace_id ORDER BY last DESC LIMIT {limit}"
     )
+    # only the columns the conditions name: row groups read by PyArrow are decoded whole
+    columns = ["trace_id"] + [c for c in _SEARCH_COLUMNS[1:] if re.search(rf"\b{c}\b", where)]
     snapshot = store.table.snapshot(tenant, query.start_ns, query.end_ns + 1)
-    buffered = snapshot.buffered
-    buffered_hours, buffered_rows = np.unique(
-        buffered["start_time"].to_numpy() // _HOUR_NS, return_counts=True
-    )
-    by_hour = _files_by_hour(store.file_bounds(snapshot.files))
-    rows_of = dict(zip(buffered_hours.tolist(), buffered_rows.tolist(), strict=True))
-    for hour, paths in by_hour.items():
-        rows_of[hour] = rows_of.get(hour, 0) + sum(store.file_rows(p) for p in paths)
-    hours = sorted(rows_of, reverse=True)
+    buffered = snapshot.buffered.select(columns)
+    plan = _plan(store, snapshot.files, buffered, _probe(store, query, snapshot.files))
+    hours = list(plan)
     found: dict[str, int] = {}
     connection = store.connect()
     try:
-        connection.register("buffered_spans", buffered)
         scanned = 0
         while hours:
-            size = _next_window(len(found), limit, scanned, [rows_of[h] for h in hours])
+            size = _next_window(len(found), limit, scanned, [plan[h].rows for h in hours])
             window, hours = hours[:size], hours[size:]
-            files = [path for hour in window for path in by_hour.get(hour, [])]
+            files = [path for hour in window for path in plan[hour].files]
+            # the search index's candidates, read beside the buffered rows
+            pieces = [buffered] + [
+                store.read_row_groups(path, groups, columns)
+                for hour in window
+                for path, groups in plan[hour].row_groups
+            ]
+            connection.register("rows_in_memory", pa.concat_tables(pieces))
             low, high = min(window) * _HOUR_NS, (max(window) + 1) * _HOUR_NS
             part = f"start_time >= {int(low)} AND start_time < {int(high)}"
-            table = run_sql(connection, files, "buffered_spans", sql, params, part)
+            table = run_sql(connection, files, "rows_in_memory", sql, params, part, columns)
             for trace_id, last in zip(
                 table["trace_id"].to_pylist(), table["last"].to_pylist(), strict=True
             ):
                 found[trace_id] = max(last, found.get(trace_id, last))
-            scanned += sum(rows_of[h] for h in window)
+            scanned += sum(plan[h].rows for h in window)
             # Everything not scanned yet is older than ``low``.
             if sum(last >= low for last in found.values()) >= limit:
                 break

@@ -24,11 +24,11 @@ from signalroom.storage.table import DurableTable
 from signalroom.storage.wal import FsyncPolicy
 from signalroom.traces.index import TraceIndex, fingerprints
 from signalroom.traces.model import SPAN_SCHEMA, group_rows
+from signalroom.traces.search_index import SearchIndex, SearchProbe
 
 __all__ = ["TraceStore"]
 
 _SCAN_ATTEMPTS = 4
-_COLUMNS = ", ".join(SPAN_SCHEMA.names)
 
 
 def _sql_string(text: str) -> str:
@@ -71,6 +71,7 @@ class TraceStore:
             name="spans",
         )
         self.index = TraceIndex()
+        self.search_index = SearchIndex()
         # One DuckDB database for every query, so Parquet footers are cached across queries
         # (each query gets its own cursor: a connection, with its own registered buffer).
         self._duckdb = duckdb.connect()
@@ -146,11 +147,23 @@ class TraceStore:
             return sorted((name, kind) for name, kinds in ops.items() for kind in kinds)
 
     def warm_index(self) -> int:
-        """Index the files written since the last call and forget removed ones; returns the
-        files indexed (the maintenance loop calls this, so lookups rarely read ids)."""
+        """Index (trace ids and search summaries) the files written since the last call and
+        forget removed ones; returns the files indexed (the maintenance loop calls this, so
+        lookups rarely read ids and searches skip row groups)."""
         live = [path for tenant in self.table.tenants() for path in self.table.files(tenant)]
         self.index.retain(live)
-        return self.index.warm(live)
+        self.search_index.retain(live)
+        built = self.index.warm(live)
+        self.search_index.warm(live, lambda path: self.index.entry(path, keys=False).metadata)
+        return built
+
+    def candidate_row_groups(self, path: Path, probe: SearchProbe) -> list[int] | None:
+        """Row groups of ``path`` that may hold a span ``probe`` matches; None when the file
+        is not summarised yet (read it whole)."""
+        summary = self.search_index.get(path)
+        if summary is None:
+            return None
+        return np.flatnonzero(probe.row_groups(summary)).tolist()
 
     def trace_spans(
         self,
@@ -188,6 +201,17 @@ class TraceStore:
             mask = low if high is None else high if low is None else pc.and_(low, high)
             spans = spans.filter(mask)
         return spans
+
+    def read_row_groups(
+        self, path: Path, groups: Sequence[int], columns: Sequence[str]
+    ) -> pa.Table:
+        """``columns`` of some row groups of one file, in SPAN_SCHEMA's types."""
+        metadata = self.index.entry(path, keys=False).metadata
+        rows = pq.ParquetFile(path, metadata=metadata).read_row_groups(
+            list(groups), columns=list(columns)
+        )
+        schema = pa.schema([SPAN_SCHEMA.field(name) for name in columns])
+        return pa.Table.from_arrays(rows.columns, schema=schema)
 
     def file_rows(self, path: Path) -> int:
         """Rows in one segment file, from its footer (cached)."""
@@ -232,14 +256,16 @@ def run_sql(
     sql: str,
     params: list[Any] | None = None,
     buffered_where: str = "",
+    columns: Sequence[str] = SPAN_SCHEMA.names,
 ) -> pa.Table:
-    """``sql`` with ``{source}`` standing for ``files`` UNION ALL the registered relation
-    ``buffered`` (its rows matching ``buffered_where`` when given)."""
+    """``sql`` with ``{source}`` standing for ``columns`` of ``files`` UNION ALL the
+    registered relation ``buffered`` (its rows matching ``buffered_where`` when given)."""
     where = f" WHERE {buffered_where}" if buffered_where else ""
-    parts = [f"SELECT {_COLUMNS} FROM {buffered}{where}"]
+    listed_columns = ", ".join(columns)
+    parts = [f"SELECT {listed_columns} FROM {buffered}{where}"]
     if files:
         listed = ", ".join(_sql_string(str(p)) for p in files)
-        parts.append(f"SELECT {_COLUMNS} FROM read_parquet([{listed}])")
+        parts.append(f"SELECT {listed_columns} FROM read_parquet([{listed}])")
     source = "(" + " UNION ALL ".join(parts) + ")"
     result: pa.Table = connection.sql(
         sql.replace("{source}", source), params=params or None

@@ -1276,9 +1276,12 @@ class TSDBQuerier:
         offsets = np.append(starts, len(gids)).astype(np.int64)
         series_ids = gids[starts].tolist()
         del gids  # 8 bytes a sample: gone before the copies below
-        labels_of = self.db.index.labels
+        index = self.db.index
+        labels_of = index.labels
         labels = [labels_of(g) for g in series_ids]
-        keys = [lbl.items() for lbl in labels]
+        keys: Sequence[Any] | None = index.order_keys(series_ids)
+        if keys is None:
+            keys = [lbl.items() for lbl in labels]
         # Ids follow creation order, which is often label order already: check before sorting.
         if any(a > b for a, b in pairwise(keys)):
             order = sorted(range(len(labels)), key=keys.__getitem__)

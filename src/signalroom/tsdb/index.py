@@ -102,6 +102,7 @@ class SeriesIndex:
         self.keys: list[bytes | None] = []  # series id -> key
         self.next_id = 0
         self._labels_cache: dict[int, Labels] = {}
+        self._order_cache: dict[int, str | None] = {}
         self._tenant = _Column(np.int32, -1)
         self._first = _Column(np.int64, NO_DATA)
         self._last = _Column(np.int64, NO_TIME)
@@ -313,6 +314,27 @@ class SeriesIndex:
             self._labels_cache.clear()  # bounded memory; the hot series come back quickly
         self._labels_cache[sid] = labels
         return labels
+
+    def order_keys(self, sids: Iterable[int]) -> list[str] | None:
+        """Per series a string that sorts as its ``Labels.items()`` tuple does (Prometheus'
+        label order), or None when a label contains NUL, the separator. Comparing one string
+        is a memcmp; comparing nested tuples of strings is ~7x slower in a sort."""
+        cache = self._order_cache
+        if len(cache) >= LABELS_CACHE_SIZE:
+            cache.clear()
+        out: list[str] = []
+        for sid in sids:
+            key = cache.get(sid, "")
+            if key == "":
+                pairs = self.labels(sid).items()
+                text = "\x00".join([part for pair in pairs for part in pair])
+                # NUL sorts below every other character, so pair by pair the string compares
+                # as the tuple does, unless a name or value holds a NUL itself
+                key = cache[sid] = text if text.count("\x00") == 2 * len(pairs) - 1 else None
+            if key is None:
+                return None
+            out.append(key)
+        return out
 
     def match(self, tenant_name: str, matchers: Sequence[Matcher]) -> I64:
         """Sorted ids of the tenant's series that match all matchers."""
