@@ -1,10 +1,13 @@
 """Trace benchmarks: OTLP/HTTP protobuf ingest rate into a real uvicorn server (client in a
 separate process), then trace-by-id and search latency over N stored spans.
 
-    .venv/bin/python -m bench traces [--spans 10000000] [--push-spans 400000] [--skip-push]
+    .venv/bin/python -m bench traces [--spans 10000000] [--push-spans 400000]
+                                     [--skip-push | --push-only]
 
 The query part loads the spans straight into segments; the ingest rate is measured separately
-over HTTP. The machine's load average is recorded with the results.
+over HTTP. Each part's load averages are recorded with its results. A run of one part only
+records the other part's last figures beside its own, with when they were measured
+(``push_recorded_at`` / ``search_recorded_at``), and the README line says which is which.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from signalroom.config import AuthConfig
 from signalroom.traces.config import TracesConfig
 from signalroom.traces.model import SPAN_SCHEMA
 from signalroom.traces.query import TraceQuery, get_trace, search
+from signalroom.traces.search_index import SearchIndex
 from signalroom.traces.service import TraceService
 from signalroom.traces.store import TraceStore
 from signalroom.web import traces_api
@@ -309,6 +313,13 @@ def bench_search(data_dir: Path, n: int) -> dict[str, Any]:
     rare = TraceQuery(start_ns=start_ns, end_ns=end_ns, service="crm", error=True,
                       tags={"customer.id": "c7"}, limit=20)  # fmt: skip
     rare_ms, res4 = timed(lambda: search(store, "default", rare), 3, "rare")
+    # side by side: the same searches reading every row group (no search summaries)
+    indexed, store.search_index = store.search_index, SearchIndex()
+    unindexed = {
+        name: round(timed(lambda q=q: search(store, "default", q), 3, f"{name}_unindexed")[0], 1)
+        for name, q in (("service", window), ("tag", tagged), ("error", errors), ("rare", rare))
+    }
+    store.search_index = indexed
     stats = store.table.stats()
     search_index_bytes = store.search_index.nbytes
     store.close()
@@ -330,6 +341,7 @@ def bench_search(data_dir: Path, n: int) -> dict[str, Any]:
         "search_service_operation_error_ms": round(error_ms, 1),
         "search_rare_full_window_ms": round(rare_ms, 1),
         "results": [len(res1), len(res2), len(res3), len(res4)],
+        "search_unindexed_ms": unindexed,
         "cpu_ms": {
             name: round(value / (5 if name == "trace_by_id" else 1), 1)
             for name, value in _CPU_MS.items()
@@ -383,6 +395,11 @@ def _search_text(results: dict[str, Any]) -> str:
         f"{results['search_service_operation_error_ms']}/"
         f"{results['search_rare_full_window_ms']} ms (service/tag+duration/error/rare over 24 h)"
         + (
+            f" (without the search index {'/'.join(str(v) for v in unindexed.values())} ms)"
+            if (unindexed := results.get("search_unindexed_ms"))
+            else ""
+        )
+        + (
             f", search index {results['search_index_bytes_per_span']} B/span built in "
             f"{results['search_index_seconds']} s"
             if "search_index_bytes_per_span" in results
@@ -409,7 +426,8 @@ def main() -> None:
             transports = (args.transport,) if args.transport else ("http", "grpc")
             results.update(bench_push(Path(tmp), args.push_spans, transports))
             results["load_average_push_end"] = round(os.getloadavg()[0], 2)
-            print(results, flush=True)
+            if not args.push_only:
+                print(results, flush=True)
         if not args.push_only:
             results["load_average_1m_start"] = round(os.getloadavg()[0], 2)
             results.update(bench_search(Path(tmp), n))

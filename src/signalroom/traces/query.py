@@ -4,8 +4,11 @@ A search finds the trace ids with at least one span matching every condition (se
 operation, tags, duration, error, time), newest first, then loads those traces whole, as
 Jaeger's query service does. DuckDB scans one snapshot's files newest hour partition first,
 then windows of older hours sized by the match rate so far, and stops once ``limit`` traces
-are found: every trace found later could only have older matching spans. A trace is loaded
-through the store's trace-id index (only the row groups holding it are read).
+are found: every trace found later could only have older matching spans. The store's search
+index (``search_index.py``) first rules out the row groups that cannot hold a matching span:
+files with few candidates are read by row group (PyArrow, then the same SQL), the others
+whole, and hours with no candidate are skipped. A trace is loaded through the store's
+trace-id index (only the row groups holding it are read).
 """
 
 from __future__ import annotations
@@ -207,13 +210,17 @@ def _plan(
         plan.setdefault(hour, _Hour()).rows += count
     for path, _, max_ts in store.file_bounds(files):
         part = plan.setdefault(max_ts // _HOUR_NS, _Hour())  # a file holds one partition
-        groups = store.candidate_row_groups(path, probe) if probe is not None else None
-        summary = store.search_index.get(path)
-        if groups is None or summary is None or len(groups) > _WHOLE_FILE_SHARE * len(summary.rows):
+        summary = store.search_index.get(path) if probe is not None else None
+        if probe is None or summary is None:  # nothing to test, or not summarised yet
             part.files.append(path)
             part.rows += store.file_rows(path)
-        elif groups:
-            part.row_groups.append((path, groups))
+            continue
+        groups = np.flatnonzero(probe.row_groups(summary))
+        if len(groups) > _WHOLE_FILE_SHARE * len(summary.rows):
+            part.files.append(path)
+            part.rows += store.file_rows(path)
+        elif len(groups):
+            part.row_groups.append((path, groups.tolist()))
             part.rows += int(summary.rows[groups].sum())
     return {hour: plan[hour] for hour in sorted(plan, reverse=True) if plan[hour].rows}
 

@@ -4,7 +4,8 @@ buffered rows).
 
 Files are sorted by trace id (then time), so a trace's spans sit together in one row group of
 a file; :class:`TraceIndex` names that row group, and a trace is read with PyArrow from just
-those row groups. Searches go to DuckDB, newest partitions first (see ``query.py``).
+those row groups. Searches go to DuckDB, newest partitions first, reading only the row groups
+the :class:`SearchIndex` cannot rule out (see ``query.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from signalroom.storage.table import DurableTable
 from signalroom.storage.wal import FsyncPolicy
 from signalroom.traces.index import TraceIndex, fingerprints
 from signalroom.traces.model import SPAN_SCHEMA, group_rows
-from signalroom.traces.search_index import SearchIndex, SearchProbe
+from signalroom.traces.search_index import SearchIndex
 
 __all__ = ["TraceStore"]
 
@@ -156,14 +157,6 @@ class TraceStore:
         built = self.index.warm(live)
         self.search_index.warm(live, lambda path: self.index.entry(path, keys=False).metadata)
         return built
-
-    def candidate_row_groups(self, path: Path, probe: SearchProbe) -> list[int] | None:
-        """Row groups of ``path`` that may hold a span ``probe`` matches; None when the file
-        is not summarised yet (read it whole)."""
-        summary = self.search_index.get(path)
-        if summary is None:
-            return None
-        return np.flatnonzero(probe.row_groups(summary)).tolist()
 
     def trace_spans(
         self,
