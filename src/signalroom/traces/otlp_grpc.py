@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -29,10 +29,7 @@ from signalroom.config import TENANT_PATTERN
 from signalroom.ingest.otlp_traces import parse_request, request_to_columns
 from signalroom.listen import parse_listen
 from signalroom.traces.config import OtlpGrpcConfig
-from signalroom.traces.model import SpanIngestError
-
-if TYPE_CHECKING:
-    from signalroom.traces.service import TraceService
+from signalroom.traces.model import SpanBatch, SpanIngestError
 
 __all__ = ["SERVICE_NAME", "OtlpGrpcReceiver"]
 
@@ -48,18 +45,23 @@ _AUTH_CODES = {
 }
 
 
+SpanSink = Callable[[str, SpanBatch], Coroutine[Any, Any, object]]
+"""Stores one tenant's decoded spans durably (the trace service's ``ingest``)."""
+
+
 class OtlpGrpcReceiver:
-    """The gRPC listener of one :class:`TraceService`; ``authenticator`` returns the current
-    token checker (None: every caller allowed, only permitted on loopback)."""
+    """The gRPC listener of a trace service: ``ingest`` stores a tenant's spans;
+    ``authenticator`` returns the current token checker (None: every caller allowed, only
+    permitted on loopback)."""
 
     def __init__(
         self,
-        service: TraceService,
+        ingest: SpanSink,
         config: OtlpGrpcConfig,
         loop: asyncio.AbstractEventLoop,
         authenticator: Callable[[], Authenticator | None] | None = None,
     ) -> None:
-        self.service = service
+        self._ingest = ingest
         self.config = config
         self.port = 0
         self._loop = loop
@@ -121,9 +123,7 @@ class OtlpGrpcReceiver:
         if rejected and len(batch) == 0:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"every span was rejected: {reason}")
         if len(batch):
-            future = asyncio.run_coroutine_threadsafe(
-                self.service.ingest(tenant, batch, receiver="otlp_grpc"), self._loop
-            )
+            future = asyncio.run_coroutine_threadsafe(self._ingest(tenant, batch), self._loop)
             try:
                 future.result(_INGEST_TIMEOUT_S)
             except (SpanIngestError, ValueError) as exc:

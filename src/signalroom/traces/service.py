@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +106,10 @@ class TraceService:
         from signalroom.traces.otlp_grpc import OtlpGrpcReceiver  # grpc only when used
 
         receiver = OtlpGrpcReceiver(
-            self, self.config.otlp_grpc, asyncio.get_running_loop(), self.authenticator
+            partial(self.ingest, receiver="otlp_grpc"),
+            self.config.otlp_grpc,
+            asyncio.get_running_loop(),
+            self.authenticator,
         )
         try:
             await asyncio.to_thread(receiver.start)
