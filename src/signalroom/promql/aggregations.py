@@ -131,20 +131,22 @@ def _valid_label_name(name: str) -> bool:
 
 def group_ids(labels: list[Labels], node: ast.Aggregate) -> tuple[IntArray, list[Labels]]:
     """Each series' group number (groups numbered in order of first appearance) and labels."""
-    index: dict[object, int] = {}
-    ids = np.empty(len(labels), dtype=np.int64)
-    group_labels: list[Labels] = []
     names = tuple(node.grouping)
-    for i, lbl in enumerate(labels):
-        # A tuple of values identifies a `by` group as well as the Labels built from it.
-        key: object = (
-            lbl.without(*names, *NAME_LABELS) if node.without else tuple(map(lbl.get, names))
-        )
-        g = index.get(key)
-        if g is None:
-            g = index[key] = len(group_labels)
-            group_labels.append(key if isinstance(key, Labels) else _grouping_labels(lbl, node))
-        ids[i] = g
+    keys: list[object]
+    if node.without:
+        drop = (*names, *NAME_LABELS)
+        keys = [lbl.without(*drop) for lbl in labels]
+    elif len(names) == 1:  # A value (tuple of values) identifies a `by` group as its Labels do.
+        keys = [lbl.get(names[0]) for lbl in labels]
+    else:
+        keys = [tuple(map(lbl.get, names)) for lbl in labels]
+    # groups numbered in order of first appearance, without a Python loop over the series
+    index = {key: g for g, key in enumerate(dict.fromkeys(keys))}
+    ids = np.array(list(map(index.__getitem__, keys)), dtype=np.int64)
+    group_labels: list[Labels] = []
+    for i in np.unique(ids, return_index=True)[1].tolist():  # each group's first series
+        key = keys[i]
+        group_labels.append(key if isinstance(key, Labels) else _grouping_labels(labels[i], node))
     return ids, group_labels
 
 
@@ -382,30 +384,26 @@ def _select_series(
             out_mask[:, s] = vec.mask[:, s] & chosen
         return VectorBlock(vec.labels, vec.values, out_mask, vec.drop_name)
 
+    groups = [np.asarray(rows, dtype=np.int64) for rows in group_of.values()]
+    sign = -1.0 if op == "topk" else 1.0  # topk sorts by the negated value
     for s in range(n_steps):
         k = _k_value(float(params[s]), op)
         if k < 1:
             continue
-        for rows in group_of.values():
-            present = [r for r in rows if vec.mask[r, s]]
-            if not present:
+        for rows in groups:
+            present = rows[vec.mask[rows, s]]
+            if not len(present):
                 continue
             if op == "limitk":
                 picked = present[:k]
             else:
+                # NaN last, then by value; a stable sort keeps ties in series order
                 vals = vec.values[present, s]
-                if op == "topk":
-                    keys = [(-math.inf if math.isnan(v) else -v) for v in vals.tolist()]
-                    nan_last = [math.isnan(v) for v in vals.tolist()]
-                    idx = sorted(range(len(present)), key=lambda i: (nan_last[i], keys[i]))
-                else:
-                    keys = [(math.inf if math.isnan(v) else v) for v in vals.tolist()]
-                    nan_last = [math.isnan(v) for v in vals.tolist()]
-                    idx = sorted(range(len(present)), key=lambda i: (nan_last[i], keys[i]))
-                picked = [present[i] for i in idx[:k]]
+                nan = np.isnan(vals)
+                picked = present[np.lexsort((np.where(nan, 0.0, sign * vals), nan))[:k]]
             out_mask[picked, s] = True
             if n_steps == 1:
-                order.extend(picked)
+                order.extend(picked.tolist())
     if n_steps == 1 and op != "limitk":
         in_order = set(order)
         rest = [r for r in range(n) if r not in in_order]

@@ -7,7 +7,7 @@ queries cost about as much as instant queries per series, with NumPy doing the p
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from signalroom.promql.blocks import (
     VectorBlock,
     flat_search,
 )
-from signalroom.promql.storage import Matcher, Querier, SeriesData, stale_mask
+from signalroom.promql.storage import Matcher, Querier, select_flat, stale_mask
 from signalroom.promql.value import (
     BadDataError,
     ExecutionError,
@@ -145,17 +145,13 @@ def _final_labels(block: VectorBlock) -> list[Labels]:
 
 
 def _vector_block_to_vector(block: VectorBlock, time_ms: int) -> Vector:
-    labels = _final_labels(block)
-    samples: list[Sample] = []
-    seen: set[Labels] = set()
-    for i, lbl in enumerate(labels):
-        if not block.mask[i, 0]:
-            continue
-        if lbl in seen:
-            raise ExecutionError(DUPLICATE_LABELSET)
-        seen.add(lbl)
-        samples.append(Sample(lbl, float(block.values[i, 0]), time_ms))
-    return Vector(samples)
+    rows = np.flatnonzero(block.mask[:, 0]).tolist()
+    drop = block.drop_name.tolist()
+    labels = [block.labels[i].without_name() if drop[i] else block.labels[i] for i in rows]
+    if len(set(labels)) != len(labels):
+        raise ExecutionError(DUPLICATE_LABELSET)
+    values = block.values[rows, 0].tolist()
+    return Vector([Sample(lbl, v, time_ms) for lbl, v in zip(labels, values, strict=True)])
 
 
 def _vector_block_to_matrix(block: VectorBlock, steps: IntArray) -> Matrix:
@@ -185,19 +181,6 @@ def _range_block_to_matrix(block: RangeBlock) -> Matrix:
         series.append(Series(final, block.timestamps[a:b], block.values[a:b]))
     series.sort(key=lambda s: s.labels.items())
     return Matrix(series)
-
-
-def _flatten(found: Iterable[SeriesData]) -> tuple[list[Labels], IntArray, FloatArray, IntArray]:
-    """Selected series in label order, as flat timestamp/value arrays plus offsets."""
-    # `items()` tuples order exactly as Prometheus's labels.Compare, without Python __lt__.
-    ordered = sorted((s for s in found if len(s.timestamps)), key=lambda s: s.labels.items())
-    offsets = np.zeros(len(ordered) + 1, dtype=np.int64)
-    if not ordered:
-        return [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64), offsets
-    np.cumsum([len(s.timestamps) for s in ordered], out=offsets[1:])
-    ts = np.concatenate([s.timestamps for s in ordered]).astype(np.int64, copy=False)
-    vals = np.concatenate([s.values for s in ordered]).astype(np.float64, copy=False)
-    return [s.labels for s in ordered], ts, vals, offsets
 
 
 class Evaluator:
@@ -356,21 +339,13 @@ class Evaluator:
     def _select(
         self, matchers: Sequence[Matcher], lo: int, hi: int
     ) -> tuple[list[Labels], IntArray, FloatArray, IntArray]:
-        """Matching series in label order as flat arrays (see `_flatten`)."""
-        select_flat = getattr(self.querier, "select_flat", None)  # see FlatQuerier
-        if select_flat is not None:
-            labels, ts, vals, offsets = select_flat(matchers, lo, hi)
-            nonempty = np.diff(offsets) > 0
-            if nonempty.all():
-                return labels, ts, vals, offsets
-            rows = np.flatnonzero(nonempty)
-            return (
-                [labels[i] for i in rows.tolist()],
-                ts,
-                vals,
-                np.append(offsets[rows], offsets[-1]),
-            )
-        return _flatten(self.querier.select(matchers, lo, hi))
+        """Matching series with samples, in label order, as flat arrays (`storage.Flat`)."""
+        labels, ts, vals, offsets = select_flat(self.querier, matchers, lo, hi)
+        nonempty = np.diff(offsets) > 0
+        if nonempty.all():
+            return labels, ts, vals, offsets
+        rows = np.flatnonzero(nonempty)
+        return [labels[i] for i in rows.tolist()], ts, vals, np.append(offsets[rows], offsets[-1])
 
     def select_instant(self, node: ast.VectorSelector, steps: IntArray) -> VectorBlock:
         block, _ = self.select_instant_with_times(node, steps)

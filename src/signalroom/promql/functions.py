@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
@@ -351,7 +351,10 @@ def _over_time(
             out = np.asarray(out, dtype=np.float64).reshape(p_lo.shape)
             values.append(np.where(p_mask, out, 0.0))
             masks.append(p_mask)
-        labels.extend(rb.labels[first + r] for r in rows.tolist())
+        if len(rows) == last - first:
+            labels.extend(rb.labels[first:last])
+        else:
+            labels.extend([rb.labels[first + r] for r in rows.tolist()])
         drops.append(rb.drop_name[first + rows] if keep_name else np.ones(len(rows), dtype=bool))
     if not labels:
         return VectorBlock.empty(n_steps)
@@ -750,6 +753,15 @@ def _reset_corrections(
     return extra
 
 
+def _metric_names(arg: ast.Expr, labels: list[Labels]) -> Iterable[str]:
+    """The distinct metric names of ``labels``, the series a range function got from ``arg``:
+    the selector's own name when it has one (no look at every series)."""
+    inner = ast.unwrap_parens(arg)
+    if isinstance(inner, ast.MatrixSelector) and inner.selector.name:
+        return (inner.selector.name,)
+    return dict.fromkeys(lbl.name for lbl in labels)
+
+
 def _extrapolated(is_counter: bool, is_rate: bool) -> Handler:
     def handler(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
         rb = _range_arg(ev, node.args[0], steps)
@@ -792,8 +804,8 @@ def _extrapolated(is_counter: bool, is_rate: bool) -> Handler:
             return result * factor
 
         out = _over_time(ev, rb, fn, min_samples=2)
-        if node.name in ("rate", "increase"):
-            for name in dict.fromkeys(lbl.name for lbl in out.labels):
+        if node.name in ("rate", "increase") and out.labels:
+            for name in _metric_names(node.args[0], out.labels):
                 if name and not name.endswith(("_total", "_sum", "_count", "_bucket")):
                     ev.info(
                         "metric might not be a counter, name does not end in "
@@ -1352,77 +1364,67 @@ def _histogram_quantile(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value
     for q in set(qs.tolist()):
         if math.isnan(q) or q < 0 or q > 1:
             ev.warn(f"quantile value should be between 0 and 1, got {format_go_g(q)}")
-    results: list[tuple[Labels, FloatArray, BoolArray]] = []
     # Well-formed histograms (distinct bounds up to +Inf, every bucket at every step they
     # have) with the same bounds and steps are computed together, one bucket after another
     # over all of them: a histogram per series (`hq(0.5, rate(x_bucket[5m]))`) costs a few
     # NumPy calls in all instead of a Python loop per histogram and step.
-    batches: dict[tuple[tuple[float, ...], bytes], list[tuple[int, IntArray]]] = {}
+    batches: dict[tuple[tuple[float, ...], bytes], list[tuple[int, list[int]]]] = {}
     histograms = _classic_buckets(ev, vec)
-    if histograms:
-        # per histogram at once: its steps with any bucket, and whether all buckets are there
-        all_rows = np.array([r for members in histograms.values() for r, _ in members])
-        sizes = np.array([len(members) for members in histograms.values()])
-        starts = np.cumsum(sizes) - sizes
-        masks = vec.mask[all_rows]
-        presents = np.logical_or.reduceat(masks, starts, axis=0)
-        complete = np.asarray(
-            np.logical_and.reduceat(
-                masks | ~np.repeat(presents, sizes, axis=0), starts, axis=0
-            ).all(axis=1),
-            dtype=bool,
-        )
-    for h, (key, members) in enumerate(histograms.items()):
-        rows = np.array([r for r, _ in members], dtype=np.int64)
-        bound_list = sorted(b for _, b in members)
-        bounds = np.array([b for _, b in members], dtype=np.float64)
-        present = presents[h]
-        out = np.full(len(steps), np.nan)
-        results.append((key, out, present))
+    if not histograms:
+        return VectorBlock.empty(len(steps))
+    keys = list(histograms)
+    # per histogram at once: its steps with any bucket, and whether all buckets are there
+    all_rows = np.array([r for members in histograms.values() for r, _ in members])
+    sizes = np.array([len(members) for members in histograms.values()])
+    starts = np.cumsum(sizes) - sizes
+    masks = vec.mask[all_rows]
+    presents = np.logical_or.reduceat(masks, starts, axis=0)
+    complete = np.asarray(
+        np.logical_and.reduceat(masks | ~np.repeat(presents, sizes, axis=0), starts, axis=0),
+        dtype=bool,
+    ).all(axis=1)
+    out = np.full(presents.shape, np.nan)
+    wholes: list[bool] = np.asarray(complete, dtype=bool).tolist()
+    for h, (members, whole) in enumerate(zip(histograms.values(), wholes, strict=True)):
+        ordered = sorted(members, key=lambda member: member[1])
+        bound_list = tuple(b for _, b in ordered)
         if (
-            complete[h]
+            whole
             and len(bound_list) >= 2
             and bound_list[-1] == math.inf
             and all(a < b for a, b in pairwise(bound_list))  # distinct, and no NaN
         ):
-            order = np.argsort(bounds)
-            batch_key = (tuple(bound_list), present.tobytes())
-            batches.setdefault(batch_key, []).append((len(results) - 1, rows[order]))
+            batch_key = (bound_list, presents[h].tobytes())
+            batches.setdefault(batch_key, []).append((h, [r for r, _ in ordered]))
             continue
-        for s in np.nonzero(present)[0]:
-            buckets = [
-                (float(bounds[k]), float(vec.values[r, s]))
-                for k, r in enumerate(rows.tolist())
-                if vec.mask[r, s]
-            ]
+        for s in np.nonzero(presents[h])[0]:
+            buckets = [(b, float(vec.values[r, s])) for r, b in members if vec.mask[r, s]]
             value, forced = bucket_quantile(float(qs[s]), buckets)
             if forced:
-                ev.info(_NOT_MONOTONIC.format(key.name))
-            out[s] = value
+                ev.info(_NOT_MONOTONIC.format(keys[h].name))
+            out[h, s] = value
     for (bound_key, _), batch in batches.items():
-        present = results[batch[0][0]][2]
-        width = int(present.sum())
-        stacked = np.stack([r for _, r in batch])  # histograms x buckets
+        hs = np.array([h for h, _ in batch], dtype=np.int64)
+        cols = np.flatnonzero(presents[hs[0]])
+        stacked = np.array([rows for _, rows in batch], dtype=np.int64)  # histograms x buckets
         # buckets x (histogram, step): each histogram's present steps side by side
-        columns = vec.values[stacked][:, :, present].transpose(1, 0, 2).reshape(len(bound_key), -1)
+        columns = vec.values[stacked][:, :, cols].transpose(1, 0, 2).reshape(len(bound_key), -1)
         quantiles, forced_columns = _bucket_quantile_columns(
-            np.tile(qs[present], len(batch)), np.array(bound_key), columns
+            np.tile(qs[cols], len(batch)), np.array(bound_key), columns
         )
-        per_histogram = zip(
-            batch,
-            quantiles.reshape(len(batch), width),
-            forced_columns.reshape(len(batch), width),
-            strict=True,
-        )
-        for (index, _), quantile_values, was_forced in per_histogram:
-            key, out, _ = results[index]
-            out[present] = quantile_values
-            if was_forced.any():
-                ev.info(_NOT_MONOTONIC.format(key.name))
-    builder = VectorBuilder(len(steps))
-    for key, out, present in results:
-        builder.add(key, out, present, True)
-    return builder.build()
+        out[np.ix_(hs, cols)] = quantiles.reshape(len(batch), len(cols))
+        forced_rows = forced_columns.reshape(len(batch), len(cols)).any(axis=1)
+        for h in hs[forced_rows].tolist():
+            ev.info(_NOT_MONOTONIC.format(keys[h].name))
+    # one output series per histogram (their label sets differ), as VectorBuilder gives them
+    alive = np.flatnonzero(presents.any(axis=1))
+    mask = presents[alive]
+    return VectorBlock(
+        [keys[h] for h in alive.tolist()],
+        np.where(mask, out[alive], 0.0),
+        mask,
+        np.ones(len(alive), dtype=bool),
+    )
 
 
 def _native_only(ev: Evaluator, node: ast.Call, steps: IntArray) -> Value:
@@ -1501,7 +1503,9 @@ def _classic_buckets(ev: Evaluator, vec: VectorBlock) -> dict[Labels, list[tuple
                 f'for metric name "{lbl.name}"'
             )
             continue
-        pairs = tuple([p for p in lbl.items() if p[0] != "le"])
+        items = lbl.items()
+        at = items.index(("le", le))  # a slice around it: no Python loop over the pairs
+        pairs = items[:at] + items[at + 1 :]
         rows = by_pairs.get(pairs)
         if rows is None:
             rows = by_pairs[pairs] = []

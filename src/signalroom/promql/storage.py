@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -93,15 +93,37 @@ class Querier(Protocol):
         ...
 
 
-class FlatQuerier(Protocol):
-    """Optional: `select` as flat arrays, for stores that read many series at once."""
+Flat = tuple[list[Labels], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]
+"""Series in label order (`Labels.items()`) with flat timestamp and value arrays: series i
+owns samples ``offsets[i]:offsets[i + 1]`` (the last array)."""
 
-    def select_flat(
-        self, matchers: Sequence[Matcher], start_ms: int, end_ms: int
-    ) -> tuple[list[Labels], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """Series in label order (`Labels.items()`): series i owns samples
-        ``offsets[i]:offsets[i + 1]`` of the timestamp and value arrays."""
+
+@runtime_checkable
+class FlatQuerier(Querier, Protocol):
+    """A `Querier` that also answers `select` as flat arrays (stores that read many series at
+    once, without an object per series)."""
+
+    def select_flat(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> Flat:
+        """Series with samples in [start_ms, end_ms], as `Flat`."""
         ...
+
+
+def select_flat(querier: Querier, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> Flat:
+    """Matching series with samples in the range as `Flat`: the querier's own `select_flat`
+    when it is a `FlatQuerier`, else its `select` sorted and concatenated."""
+    if isinstance(querier, FlatQuerier):
+        return querier.select_flat(matchers, start_ms, end_ms)
+    found = sorted(
+        (s for s in querier.select(matchers, start_ms, end_ms) if len(s.timestamps)),
+        key=lambda s: s.labels.items(),  # the order of Prometheus' labels.Compare
+    )
+    offsets = np.zeros(len(found) + 1, dtype=np.int64)
+    if not found:
+        return [], np.zeros(0, np.int64), np.zeros(0, np.float64), offsets
+    np.cumsum([len(s.timestamps) for s in found], out=offsets[1:])
+    ts = np.concatenate([s.timestamps for s in found]).astype(np.int64, copy=False)
+    vals = np.concatenate([s.values for s in found]).astype(np.float64, copy=False)
+    return [s.labels for s in found], ts, vals, offsets
 
 
 class LabelQuerier(Protocol):

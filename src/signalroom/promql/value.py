@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,8 +31,10 @@ class QueryTimeoutError(PromQLError):
     error_type = "timeout"
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
+    """One sample of an instant vector (a named tuple: queries build them by the thousand,
+    and a tuple is built three times faster than a frozen dataclass)."""
+
     labels: Labels
     value: float
     timestamp_ms: int

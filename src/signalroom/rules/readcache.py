@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from signalroom.model.labels import METRIC_NAME, Labels
+from signalroom.model.labels import METRIC_NAME
 from signalroom.promql import ast
-from signalroom.promql.storage import Matcher, MatchType, Querier, SeriesData
+from signalroom.promql.storage import Flat, Matcher, MatchType, Querier, SeriesData, select_flat
 
 MatcherSet = frozenset[Matcher]
 #: Metric names that need no escaping inside a regular expression.
@@ -154,28 +154,6 @@ def _selectors(expr: ast.Expr, lookback_ms: int, out: list[tuple[MatcherSet, int
         _selectors(child, lookback_ms, out)
 
 
-Flat = tuple[list[Labels], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]
-
-
-def _flat_select(store: Querier, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> Flat:
-    """The store's answer as flat arrays in label order (the engine's `FlatQuerier` shape)."""
-    select_flat = getattr(store, "select_flat", None)  # promql.storage.FlatQuerier
-    if select_flat is not None:
-        flat: Flat = select_flat(matchers, start_ms, end_ms)
-        return flat
-    found = sorted(
-        (s for s in store.select(matchers, start_ms, end_ms) if len(s.timestamps)),
-        key=lambda s: s.labels.items(),
-    )
-    offsets = np.zeros(len(found) + 1, dtype=np.int64)
-    if not found:
-        return [], np.zeros(0, np.int64), np.zeros(0, np.float64), offsets
-    np.cumsum([len(s.timestamps) for s in found], out=offsets[1:])
-    ts = np.concatenate([s.timestamps for s in found]).astype(np.int64, copy=False)
-    vals = np.concatenate([s.values for s in found]).astype(np.float64, copy=False)
-    return [s.labels for s in found], ts, vals, offsets
-
-
 class _Rows:
     """A base's series as flat columns, filtered and sliced without touching the store."""
 
@@ -250,14 +228,14 @@ class GroupQuerier:
         wanted = frozenset(matchers)
         if not self.plan.cacheable(wanted):
             self.store_reads += 1
-            return _flat_select(self.store, matchers, start_ms, end_ms)
+            return select_flat(self.store, matchers, start_ms, end_ms)
         back, ahead = self.eval_ms - start_ms + 1, self.eval_ms - end_ms
         for base in self.plan.bases:
             if base.matchers <= wanted and base.covers(back, ahead):
                 rows = self._rows.get(base.fetch)
                 fetch = self.plan.fetches[base.fetch]
                 if rows is None:
-                    flat = _flat_select(
+                    flat = select_flat(
                         self.store,
                         fetch.matchers,
                         self.eval_ms - fetch.back_ms + 1,
@@ -270,7 +248,7 @@ class GroupQuerier:
         hit = self._exact.get(key)
         if hit is None:
             self.store_reads += 1
-            hit = self._exact[key] = _flat_select(self.store, matchers, start_ms, end_ms)
+            hit = self._exact[key] = select_flat(self.store, matchers, start_ms, end_ms)
         return hit
 
     def select(self, matchers: Sequence[Matcher], start_ms: int, end_ms: int) -> list[SeriesData]:

@@ -90,11 +90,19 @@ def _widen(data: npt.NDArray[np.uint8], count: int, width: int) -> U64:
     return out.view(f"<u{width}").astype(np.uint64)
 
 
-def _seg_cumsum(x: I64, starts: I64) -> I64:
-    """Cumulative sums restarting at each segment start (x at the starts must be 0)."""
-    cs = np.cumsum(x)
-    lengths = np.diff(np.append(starts, len(x)))
-    return cs - np.repeat(cs[starts], lengths)
+def _seg_cumsum(x: I64, starts: I64, base: I64 | None = None) -> I64:
+    """Cumulative sums restarting at each segment start (``starts``: sorted, first 0, no
+    empty segment), plus each segment's ``base`` if given. One cumsum: the first value of
+    each segment also takes away what the segment before it summed to."""
+    if not len(x):
+        return x.copy()
+    shift = -np.add.reduceat(x, starts)[:-1]
+    z = x.copy()
+    if base is not None:
+        shift += np.diff(base)
+        z[0] += base[0]
+    z[starts[1:]] += shift
+    return np.cumsum(z)
 
 
 def _deltas(x: I64, is_start: npt.NDArray[np.bool_]) -> I64:
@@ -236,9 +244,7 @@ def _decode_group(
     base = head[0]
     widths = head[1 : 1 + _N_STREAMS]
     counts = head[1 + _N_STREAMS :]
-    raw = np.frombuffer(
-        bytes(cramjam.zstd.decompress(bytes(blob[_GROUP_HEAD.size :]))), dtype=np.uint8
-    )
+    raw = np.frombuffer(memoryview(cramjam.zstd.decompress(blob[_GROUP_HEAD.size :])), np.uint8)
     views: list[tuple[npt.NDArray[np.uint8], int, int]] = []
     pos = 0
     for width, count in zip(widths, counts, strict=True):
@@ -261,7 +267,7 @@ def _decode_group(
     dod = np.zeros(n, dtype=np.int64)
     dod[body] = _unzigzag(ts_body)
     d1 = _seg_cumsum(dod, starts)
-    ts = _seg_cumsum(d1, starts) + np.repeat(ts_first.view(np.int64) + base, lengths)
+    ts = _seg_cumsum(d1, starts, ts_first.view(np.int64) + base)
 
     modes = modes_u.astype(np.int64)
     int_series = modes != _XOR_MODE
@@ -274,10 +280,22 @@ def _decode_group(
         enc[int_sample & body] = _unzigzag(int_body)
         first_vals = np.zeros(len(lengths), dtype=np.int64)
         first_vals[int_series] = _unzigzag(int_first)
-        o2_sample = o2[series_of]
-        dq = np.where(o2_sample, _seg_cumsum(np.where(o2_sample, enc, 0), starts), enc)
-        q = _seg_cumsum(dq, starts) + np.repeat(first_vals, lengths)
-        scaled = q.astype(np.float64) / _SCALES[scale_of_series[series_of]]
+        # enc is 0 outside integer series, so a cumsum over all of them is right where needed
+        if not o2.any():
+            dq = enc
+        elif np.array_equal(o2, int_series):
+            dq = _seg_cumsum(enc, starts)
+        else:
+            dq = np.where(o2[series_of], _seg_cumsum(enc, starts), enc)
+        scaled = _seg_cumsum(dq, starts, first_vals).astype(np.float64)
+        scales = scale_of_series[int_series]
+        if scales.min() == scales.max():  # one scale (often 10**0): no per-sample gather
+            if scales[0]:
+                scaled /= _SCALES[scales[0]]
+        else:
+            scaled /= _SCALES[scale_of_series[series_of]]
+        if int_series.all():
+            return ts, scaled
         values[int_sample] = scaled[int_sample]
     if not int_series.all():
         xor_sample = ~int_sample
@@ -285,20 +303,19 @@ def _decode_group(
         x[xor_sample & body] = xor_body
         x[starts[~int_series]] = xor_first
         # bits[i] = x[i] ^ bits[i-1] within a series: a segmented XOR scan
-        bits = _seg_xor_scan(x, starts, xor_sample)
+        bits = _seg_xor_scan(x, starts)
+        if not int_series.any():
+            return ts, bits.view(np.float64)
         values[xor_sample] = bits.view(np.float64)[xor_sample]
     return ts, values
 
 
-def _seg_xor_scan(x: U64, starts: I64, mask: npt.NDArray[np.bool_]) -> U64:
-    """Prefix XOR restarting at each series start (only masked samples are meaningful)."""
-    acc = np.bitwise_xor.accumulate(np.where(mask, x, np.uint64(0)))
-    # XOR is its own inverse: undo the prefix that ended just before each segment
-    before = np.zeros(len(starts), dtype=np.uint64)
-    nonzero = starts > 0
-    before[nonzero] = acc[starts[nonzero] - 1]
-    lengths = np.diff(np.append(starts, len(x)))
-    return np.bitwise_xor(acc, np.repeat(before, lengths)).astype(np.uint64)
+def _seg_xor_scan(x: U64, starts: I64) -> U64:
+    """Prefix XOR restarting at each segment start (``starts``: sorted, first 0, no empty
+    segment); ``x`` is overwritten. Each segment's first value also XORs out what the
+    segment before it came to, so one scan over everything restarts at every start."""
+    x[starts[1:]] ^= np.bitwise_xor.reduceat(x, starts)[:-1]
+    return np.bitwise_xor.accumulate(x)
 
 
 class DecodedCache:
@@ -408,6 +425,12 @@ class ChunkSet:
         if maxt < self.min_time or mint > self.max_time or not len(wanted) or not len(self.gids):
             return empty
         pos = np.searchsorted(self.gids, wanted)
+        if len(pos) == 1:  # one series (a single-series panel): no per-group bookkeeping
+            p = int(pos[0])
+            if p == len(self.gids) or self.gids[p] != wanted[0]:
+                return empty
+            g = int(np.searchsorted(self.group_series, p, side="right")) - 1
+            return self._select_group(g, pos, mint, maxt)
         inside = pos < len(self.gids)
         pos = pos[inside]
         pos = pos[self.gids[pos] == wanted[inside]]
@@ -419,24 +442,35 @@ class ChunkSet:
         val_parts: list[F64] = []
         for g in groups.tolist():
             s0, s1 = int(self.group_series[g]), int(self.group_series[g + 1])
-            mine = pos[(pos >= s0) & (pos < s1)]
-            lengths = self.offsets[mine + 1] - self.offsets[mine]
-            if len(mine) == s1 - s0:  # all of the group's series: no gather needed
-                ts, vals = self.decode_group(g)
-            elif int(lengths.sum()) <= decoded_cache.max_entry_samples:
-                key = (self.token, g, mine.tobytes())
-                cached = decoded_cache.get(key)
-                if cached is None:
-                    cached = self.decode_group(g, mine - s0)
-                    decoded_cache.put(key, cached)
-                ts, vals = cached
-            else:  # decode only the wanted series
-                ts, vals = self.decode_group(g, mine - s0)
-            keep = (ts >= mint) & (ts <= maxt)
-            gid_parts.append(np.repeat(self.gids[mine], lengths)[keep])
-            ts_parts.append(ts[keep])
-            val_parts.append(vals[keep])
+            gids, ts, vals = self._select_group(g, pos[(pos >= s0) & (pos < s1)], mint, maxt)
+            gid_parts.append(gids)
+            ts_parts.append(ts)
+            val_parts.append(vals)
         return np.concatenate(gid_parts), np.concatenate(ts_parts), np.concatenate(val_parts)
+
+    def _select_group(self, g: int, mine: I64, mint: int, maxt: int) -> tuple[I64, I64, F64]:
+        """Samples in [mint, maxt] of the series at positions ``mine`` (sorted, all in
+        group ``g``)."""
+        s0, s1 = int(self.group_series[g]), int(self.group_series[g + 1])
+        lengths = self.offsets[mine + 1] - self.offsets[mine]
+        shared = False  # arrays of the decoded cache are never handed out themselves
+        if len(mine) == s1 - s0:  # all of the group's series: no gather needed
+            ts, vals = self.decode_group(g)
+        elif int(lengths.sum()) <= decoded_cache.max_entry_samples:
+            key = (self.token, g, mine.tobytes())
+            cached = decoded_cache.get(key)
+            if cached is None:
+                cached = self.decode_group(g, mine - s0)
+                decoded_cache.put(key, cached)
+            ts, vals = cached
+            shared = True
+        else:  # decode only the wanted series
+            ts, vals = self.decode_group(g, mine - s0)
+        gids = np.repeat(self.gids[mine], lengths)
+        if not shared and mint <= self.min_time and maxt >= self.max_time:
+            return gids, ts, vals
+        keep = (ts >= mint) & (ts <= maxt)
+        return gids[keep], ts[keep], vals[keep]
 
 
 def encode_chunkset(

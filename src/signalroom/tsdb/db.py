@@ -1207,6 +1207,11 @@ def _interleave(parts: list[Samples], ids: I64) -> Samples | None:
     windows, head chunks of in-order appends); None (``parts`` untouched) when they overlap,
     to merge and sort. Otherwise ``parts`` is emptied as it is copied, so each part's memory
     can go as soon as it has been copied."""
+    if len(ids) == 1:  # one series: its parts only need to follow each other in time
+        parts.sort(key=lambda p: int(p[1][0]))
+        if any(int(a[1][-1]) >= int(b[1][0]) for a, b in pairwise(parts)):
+            return None
+        return concat(parts)
     parts.sort(key=lambda p: int(p[1].min()))
     lefts = [np.searchsorted(p[0], ids, "left") for p in parts]
     rights = [np.searchsorted(p[0], ids, "right") for p in parts]

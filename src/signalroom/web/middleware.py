@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
@@ -37,6 +38,11 @@ HTTP_REJECTED_BODIES = Counter(
     "Requests refused because their body exceeded limits.max_request_body.",
 )
 
+# The labelled children, found without prometheus_client's lock and argument checks; the
+# keys are route templates, methods and codes, so these stay small.
+_counters: dict[tuple[str, str, int], Any] = {}
+_histograms: dict[tuple[str, str], Any] = {}
+
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Probes and self-scrapes would drown the access log at info level.
 _QUIET_PATHS = frozenset({"/-/healthy", "/-/ready", "/metrics"})
@@ -56,7 +62,7 @@ class RequestContextMiddleware:
             return
         headers = dict(scope["headers"])
         offered = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = offered if _REQUEST_ID_RE.match(offered) else uuid.uuid4().hex[:16]
+        request_id = offered if _REQUEST_ID_RE.match(offered) else os.urandom(8).hex()
         id_token = request_id_var.set(request_id)
         tenant_token = tenant_var.set(None)
         status = 500
@@ -77,8 +83,16 @@ class RequestContextMiddleware:
             route = scope.get("route")
             handler = getattr(route, "path", None) or "other"
             method = scope["method"]
-            HTTP_REQUESTS.labels(handler, method, str(status)).inc()
-            HTTP_DURATION.labels(handler, method).observe(elapsed)
+            counter = _counters.get((handler, method, status))
+            if counter is None:
+                counter = _counters[(handler, method, status)] = HTTP_REQUESTS.labels(
+                    handler, method, str(status)
+                )
+            counter.inc()
+            histogram = _histograms.get((handler, method))
+            if histogram is None:
+                histogram = _histograms[(handler, method)] = HTTP_DURATION.labels(handler, method)
+            histogram.observe(elapsed)
             path = scope["path"]
             level = logging.DEBUG if path in _QUIET_PATHS and status < 400 else logging.INFO
             if access_log.isEnabledFor(level):

@@ -48,3 +48,19 @@ def test_flat_search_matches_per_series_search(range_ms: int, step_ms: int, step
         want = _naive(ts, offsets[first : last + 1], starts, ends)
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize(("range_ms", "step_ms"), [(300_000, 15_000), (60_000, 300_000)])
+def test_flat_search_with_samples_on_the_window_bounds(range_ms: int, step_ms: int) -> None:
+    """Samples exactly at a step (inside its window) and exactly at a window start (outside)."""
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 200, 30)
+    parts = [np.sort(rng.choice(800, int(n), replace=False)) * 5_000 for n in counts]
+    ts = np.concatenate(parts).astype(np.int64)
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    ends = 300_000 + step_ms * np.arange(40, dtype=np.int64)
+    starts = ends - range_ms
+    got = flat_search(ts, offsets, starts, ends)
+    want = _naive(ts, offsets, starts, ends)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])

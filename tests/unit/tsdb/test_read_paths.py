@@ -84,3 +84,17 @@ def test_malloc_settings() -> None:
     assert glibc_tunables(2, 4096, 8192) == (
         "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=4096:glibc.malloc.trim_threshold=8192"
     )
+
+
+def test_interleave_of_one_series_orders_its_parts_by_time() -> None:
+    def part(ts: list[int]) -> tuple:
+        t = np.array(ts, dtype=np.int64)
+        return np.full(len(t), 5, np.int64), t, t.astype(np.float64) / 2
+
+    ids = np.array([5], dtype=np.int64)
+    got = _interleave([part([40, 50]), part([1, 2, 3]), part([10, 20])], ids)
+    assert got is not None
+    assert got[1].tolist() == [1, 2, 3, 10, 20, 40, 50]
+    assert got[2].tolist() == [0.5, 1.0, 1.5, 5.0, 10.0, 20.0, 25.0]
+    assert got[0].tolist() == [5] * 7
+    assert _interleave([part([1, 20]), part([10, 30])], ids) is None  # overlapping in time

@@ -407,3 +407,26 @@ async def test_append_async(db: TSDB) -> None:
     result = await db.append_async("default", one(lab("m"), [1], [1.0]))
     assert result.ok and result.accepted == 1
     assert samples(db, eq("__name__", "m")) == {"m{}": [(1, 1.0)]}
+
+
+def test_selected_series_come_in_prometheus_label_order(db: TSDB) -> None:
+    """Created out of order, with names that prefix each other and a value holding NUL (the
+    separator of the store's sort keys): the answer is ordered as the label tuples are."""
+    label_sets = [
+        lab("m", b="1"),
+        lab("m", a="x", b="1"),
+        lab("m", a="x"),
+        lab("m", ab="1"),
+        lab("m", a="x\x00a"),
+        lab("m", a="x\x01"),
+        lab("m", a="w", c="3"),
+    ]
+    for i, labels in enumerate(label_sets):
+        db.append("default", one(labels, [1_000 + i], [float(i)]))
+    querier = db.querier("default", -(2**62), 2**62)
+    got, _, _, _ = querier.select_flat([eq("__name__", "m")], -(2**62), 2**62)
+    assert got == sorted(label_sets, key=Labels.items)
+    # once more from the cached sort keys, and for a selection without the NUL value
+    assert querier.select_flat([eq("__name__", "m")], -(2**62), 2**62)[0] == got
+    no_nul = [Matcher(MatchType.NOT_EQUAL, "a", "x\x00a"), eq("__name__", "m")]
+    assert querier.select_flat(no_nul, -(2**62), 2**62)[0] == [x for x in got if x != label_sets[4]]

@@ -302,6 +302,7 @@ def test_matrix_body_is_byte_identical_to_json_response() -> None:
                np.array(_AWKWARD_VALUES[:3])),
         Series(Labels({"job": "b"}), stamps[1:], np.array([0.1, 1e-7, math.nan, 2.5e21])),
         Series(Labels({"job": "empty"}), stamps[:0], np.zeros(0)),
+        Series(Labels({"job": "gaps"}), stamps[::2], np.array([1.0, 2.5, 1e300])),
         Series(Labels(), np.arange(len(_AWKWARD_VALUES), dtype=np.int64) * 15_000,
                np.array(_AWKWARD_VALUES)),
     ]  # fmt: skip
@@ -310,7 +311,7 @@ def test_matrix_body_is_byte_identical_to_json_response() -> None:
     assert body == _reference_body(result)
     decoded = json.loads(body)
     assert decoded["data"]["result"][0]["values"][1] == [1.5, "-0"]
-    assert decoded["data"]["result"][3]["values"][-3:] == [
+    assert decoded["data"]["result"][4]["values"][-3:] == [
         [225, "NaN"], [240, "+Inf"], [255, "-Inf"]
     ]  # fmt: skip
 
