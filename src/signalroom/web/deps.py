@@ -11,6 +11,7 @@ from fastapi import Request
 from signalroom.auth import AuthError, Principal
 from signalroom.config import TENANT_PATTERN, Scope
 from signalroom.log import tenant_var
+from signalroom.web.sessions import session_authorization
 
 if TYPE_CHECKING:
     from signalroom.app import Signalroom
@@ -47,10 +48,7 @@ def authorize(request: Request, scope: Scope) -> Caller:
     authenticator = runtime_of(request).authenticator
     authorization = request.headers.get("authorization")
     if authorization is None:
-        # The UI's session cookie stands for the token it was opened with. (Imported here:
-        # web.ui imports this module.)
-        from signalroom.web.ui import session_authorization
-
+        # The UI's session cookie stands for the token it was opened with.
         authorization = session_authorization(request)
     principal = authenticator.authenticate(authorization)
     tenant = tenant_of(request)
