@@ -219,6 +219,15 @@ def test_otlp_json_with_hex_ids_and_dependencies(client: TestClient) -> None:
         f"listing orders trace_id={trace_id}",
         "order stored",
     ]
+    # ... and still once the lines are in segment files (stored as templates + variables)
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.logs.store.table.flush()
+    assert runtime.logs.store.table.snapshot("default").files
+    logs = client.get(f"/api/sr/traces/{trace_id}/logs").json()["data"]
+    assert sorted(row["line"] for row in logs) == [
+        f"listing orders trace_id={trace_id}",
+        "order stored",
+    ]
 
 
 def test_zipkin_v2_sample(client: TestClient) -> None:

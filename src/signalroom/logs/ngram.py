@@ -22,7 +22,10 @@ from typing import Any
 import cramjam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from signalroom.logs.codec import LINE_BYTES_KEY, is_encoded
 
 __all__ = ["META_KEY", "TrigramIndex", "build_metadata", "row_group_bitmap"]
 
@@ -84,8 +87,14 @@ def row_group_bitmap(lines: pa.Array) -> tuple[int, Bitmap]:
 
 
 def build_metadata(table: pa.Table, row_group_rows: int) -> dict[bytes, bytes]:
-    """The footer entry for ``table`` written with ``row_group_rows`` rows per row group."""
-    lines = table.column("line")
+    """The footer entry for ``table`` written with ``row_group_rows`` rows per row group. An
+    encoded table (:mod:`signalroom.logs.codec`) is indexed by its templates (its raw line
+    where it has no template): its variables are not worth indexing (ids hold every hex
+    trigram), and a search tests them by scanning their own small columns."""
+    if "tpl" in table.column_names:
+        lines = pc.coalesce(table.column("tpl"), table.column("raw"))
+    else:
+        lines = table.column("line")
     parts = [struct.pack("<BI", _VERSION, 0)]
     groups = 0
     for start in range(0, table.num_rows, row_group_rows):
@@ -130,6 +139,7 @@ class _Footer:
     row_group_rows: list[int]
     line_bytes: int  # uncompressed size of the line column, with Parquet's length prefixes
     bitmaps: list[tuple[int, Bitmap]] | None
+    encoded: bool  # lines stored as templates and variables (signalroom.logs.codec)
 
 
 class TrigramIndex:
@@ -151,18 +161,22 @@ class TrigramIndex:
         metadata = pq.read_metadata(path)
         kv: Mapping[bytes, bytes] = metadata.metadata or {}
         blob = kv.get(META_KEY)
+        encoded = is_encoded(kv)
         footer = _Footer(
             int(kv.get(_META_MIN_TS, b"0")),
             int(kv.get(_META_MAX_TS, str(2**63 - 1).encode())),
             metadata.num_rows,
             [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)],
-            sum(
+            int(kv[LINE_BYTES_KEY]) + 4 * metadata.num_rows
+            if encoded and LINE_BYTES_KEY in kv
+            else sum(
                 group.column(c).total_uncompressed_size
                 for group in (metadata.row_group(i) for i in range(metadata.num_row_groups))
                 for c in range(group.num_columns)
                 if group.column(c).path_in_schema == "line"
             ),
             None if blob is None else _decode(blob),
+            encoded,
         )
         with self._lock:
             self._cache[path] = footer
@@ -178,6 +192,10 @@ class TrigramIndex:
     def average_line_bytes(self, path: Path) -> float:
         footer = self._footer(path)
         return max(footer.line_bytes / max(footer.rows, 1) - 4, 0.0)  # minus the length prefix
+
+    def encoded(self, path: Path) -> bool:
+        """Whether the file stores line templates and variables instead of ``line``."""
+        return self._footer(path).encoded
 
     def row_group_rows(self, path: Path) -> list[int]:
         return self._footer(path).row_group_rows

@@ -5,9 +5,13 @@ selector prunes row groups by statistics and a stream's lines sit together (they
 well; times are delta-encoded). Scans run DuckDB over a consistent snapshot (files + buffered
 rows) with the stream selector, the time range and the line filters pushed into SQL; what LogQL
 does after that (parsers, label filters, formatting) runs on the Arrow batches DuckDB streams
-back. Each file carries a trigram index per row group (:mod:`signalroom.logs.ngram`), so a
-``|= "text"`` filter skips the row groups that cannot hold it, and time-ordered scans read the
-files in waves from the newest (or oldest) end, so a query that has its ``limit`` lines stops.
+back. Files store each line as a template and its variables (:mod:`signalroom.logs.codec`):
+a ``|= "text"`` filter runs as a UNION ALL of one-column filters (template, each id column,
+...), which DuckDB evaluates inside the Parquet scan, and lines are rebuilt only for the rows
+returned. Each file carries a trigram index of its templates per row group
+(:mod:`signalroom.logs.ngram`), so the template side of a filter skips the row groups that
+cannot hold it, and time-ordered scans read the files in growing waves from the newest (or
+oldest) end, so a query that has its ``limit`` lines stops.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from signalroom.logs import codec
 from signalroom.logs.logql.ast import LabelMatcher, LineFilter
 from signalroom.logs.model import LOG_SCHEMA, parse_labels
 from signalroom.logs.ngram import TrigramIndex, build_metadata
@@ -33,7 +38,25 @@ __all__ = ["LogStore", "StreamInfo"]
 _SCAN_ATTEMPTS = 4
 # The tenant=<id> directories would otherwise become a column DuckDB adds to file rows only.
 _NO_HIVE = "hive_partitioning=false"
-_WAVE_ROWS = 1_000_000  # rows of files read per step of a time-ordered scan
+_WAVE_ROWS = 1_000_000  # rows of files read by the first step of a time-ordered scan
+
+# What every part of a scan's source yields: the LOG_SCHEMA columns but ``line``, and the
+# encoded ones (codec.encoded_schema). Unencoded rows (older files, the buffer) carry their
+# line in ``raw``. ``line`` is rebuilt (codec.line_sql) only where a query needs it: in the
+# outermost SELECT, after filters and LIMIT, so a search rebuilds the lines it returns.
+_LINE_PARTS = ["timestamp", "tpl", "raw", *codec.NUMBER_COLUMNS, *codec.HEX_COLUMNS]
+_BASE_COLUMNS = [name for name in LOG_SCHEMA.names if name != "line"]
+_ENCODED_SELECT = ", ".join([*_BASE_COLUMNS, *_LINE_PARTS[1:]])
+_PLAIN_SELECT = ", ".join(
+    [
+        *_BASE_COLUMNS,
+        "NULL::VARCHAR AS tpl",
+        "line AS raw",
+        *(f"NULL::BIGINT AS {name}" for name in codec.NUMBER_COLUMNS),
+        *(f"NULL::VARCHAR AS {name}" for name in codec.HEX_COLUMNS),
+    ]
+)
+_LINE = codec.line_sql()
 
 
 @dataclass
@@ -59,13 +82,29 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# A |= filter's alternatives, each as (needle, what it prunes encoded files by: substrings
+# one of which every matching row's template holds, or None when it cannot prune).
+_Group = list[tuple[str, list[str] | None]]
+
+
+def _prune_of(needle: str) -> tuple[str, list[str] | None]:
+    texts = [b.prune for b in codec.needle_branches(needle, _LINE)]
+    if any(text is None for text in texts):
+        return needle, None
+    return needle, [text for text in texts if text is not None]
+
+
 def line_filter_sql(stage: LineFilter, params: list[Any]) -> str:
-    """One LogQL line filter as a DuckDB condition (``contains`` / ``regexp_matches``)."""
-    function = "contains" if stage.op in ("|=", "!=") else "regexp_matches"
+    """One LogQL line filter as a DuckDB condition over a scan's source: substrings tested on
+    the encoded columns where that is exact (:func:`codec.contains_sql`), regular expressions
+    on the rebuilt line."""
     parts = []
     for value in stage.values:
-        params.append(value)
-        parts.append(f"{function}(line, ?)")
+        if stage.op in ("|=", "!="):
+            parts.append(codec.contains_sql(value, params, _LINE))
+        else:
+            params.append(value)
+            parts.append(f"regexp_matches({_LINE}, ?)")
     condition = "(" + " OR ".join(parts) + ")"
     return condition if stage.op in ("|=", "|~") else f"NOT {condition}"
 
@@ -99,6 +138,7 @@ class LogStore:
             # Times within a stream are close: their deltas bit-pack to about nothing.
             column_encoding={"timestamp": "DELTA_BINARY_PACKED"},
             file_metadata=build_metadata,
+            codec=codec.LineCodec(),
             name="logs",
         )
         self.trigrams = TrigramIndex()
@@ -121,7 +161,7 @@ class LogStore:
         for tenant in self.table.tenants():
             sql = (
                 "SELECT stream_id, any_value(stream), min(timestamp), max(timestamp) "
-                "FROM {source} GROUP BY stream_id"
+                "FROM {source0} GROUP BY stream_id"
             )
             streams: dict[int, StreamInfo] = {}
             for row in self._run(tenant, None, None, sql, [], lambda r: r.fetchall()):
@@ -220,21 +260,50 @@ class LogStore:
             if rule.stream_ids:
                 ids = ",".join(str(int(s)) for s in rule.stream_ids)
                 where.append(f"NOT (stream_id IN ({ids}) AND timestamp < {int(rule.cutoff_ns)})")
+        # The first one-needle |= filter runs as a UNION ALL of its branches, each a filter on
+        # one column that DuckDB evaluates in the Parquet scan before reading other columns.
+        split = next((f for f in line_filters if f.op == "|=" and len(f.values) == 1), None)
+        groups: list[_Group] = []
         for stage in line_filters:
-            where.append(line_filter_sql(stage, params))
-        needles = [stage.values for stage in line_filters if stage.op == "|="]
+            if stage is not split:
+                where.append(line_filter_sql(stage, params))
+            if stage.op == "|=":
+                groups.append([_prune_of(value) for value in stage.values])
         for column in columns:
             if column not in LOG_SCHEMA.names:
                 raise ValueError(f"unknown column {column!r}")
-        sql = "SELECT " + ", ".join(columns) + " FROM {source} WHERE " + " AND ".join(where)
+        inner = [c for c in columns if c != "line"]
+        if "line" in columns:
+            inner += [c for c in _LINE_PARTS if c not in inner]
+        outer = ", ".join(_LINE + " AS line" if c == "line" else c for c in columns)
+        wrap = f"SELECT {outer} FROM ({{inner}})"
+        select = "SELECT " + ", ".join(inner)
+        if split is None:
+            sql = select + " FROM {source0} WHERE " + " AND ".join(where)
+            needles: list[list[_Group]] = [groups]
+        else:
+            branches = codec.needle_branches(split.values[0], _LINE)
+            parts, branch_params, needles = [], [], []
+            for number, branch in enumerate(branches):
+                earlier = [f"NOT coalesce(({b.condition}), FALSE)" for b in branches[:number]]
+                conditions = [*where, branch.condition, *earlier]
+                parts.append(f"{select} FROM {{source{number}}} WHERE " + " AND ".join(conditions))
+                branch_params += [*params, *branch.params]
+                branch_params += [p for b in branches[:number] for p in b.params]
+                value = split.values[0]
+                own = [[(value, None if branch.prune is None else [branch.prune])]]
+                needles.append(groups + own)
+            sql = "SELECT * FROM (" + " UNION ALL ".join(parts) + ") WHERE TRUE"
+            params = branch_params
         if direction != "none" and "timestamp" in columns:
             return self._ordered_scan(
-                tenant, start_ns, end_ns, sql, params, needles, direction, limit, batch_rows
+                tenant, start_ns, end_ns, sql, wrap, params, needles, direction, limit, batch_rows
             )
         if direction != "none":
             sql += " ORDER BY timestamp " + ("DESC" if direction == "backward" else "ASC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
+        sql = wrap.replace("{inner}", sql)
 
         def fetch(result: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
             reader: Iterator[pa.RecordBatch] = iter(result.to_arrow_reader(batch_rows))
@@ -251,8 +320,9 @@ class LogStore:
         start_ns: int,
         end_ns: int,
         sql: str,
+        wrap: str,
         params: list[Any],
-        needles: Sequence[Sequence[str]],
+        needles: Sequence[Sequence[_Group]],
         direction: Literal["backward", "forward"],
         limit: int | None,
         batch_rows: int,
@@ -282,6 +352,7 @@ class LogStore:
                     query += f" ORDER BY timestamp {order}"
                     if limit is not None:
                         query += f" LIMIT {int(limit - emitted)}"
+                    query = wrap.replace("{inner}", query)
                     rows = self._query_files(
                         files, buffered if number == 0 else None, query, wave_params, needles
                     )
@@ -313,7 +384,8 @@ class LogStore:
     def _waves(
         self, snapshot: Any, backward: bool, last: int | None
     ) -> list[tuple[list[Path], pa.Table, int | None]]:
-        """Files in groups of about ``_WAVE_ROWS`` rows, from the newest or oldest end, each
+        """Files in groups of about ``_WAVE_ROWS`` rows, then four times as many each time, from the
+        newest or oldest end, each
         with the furthest time a later wave can hold (None for the last wave)."""
         spans = []
         for path in snapshot.files:
@@ -325,10 +397,12 @@ class LogStore:
         waves: list[tuple[list[Path], pa.Table, int | None]] = []
         current: list[Path] = []
         size = 0
+        wave_rows = _WAVE_ROWS
         for edge, path, rows in spans:
-            if current and size + rows > _WAVE_ROWS:
+            if current and size + rows > wave_rows:
                 waves.append((current, snapshot.buffered, edge))
                 current, size = [], 0
+                wave_rows *= 4  # a search that finds little pays each query's setup less often
             current.append(path)
             size += rows
         waves.append((current, snapshot.buffered, None))
@@ -340,12 +414,12 @@ class LogStore:
         buffered: pa.Table | None,
         sql: str,
         params: list[Any],
-        needles: Sequence[Sequence[str]],
+        needles: Sequence[Sequence[_Group]],
     ) -> pa.Table:
         connection = duckdb.connect()
         try:
-            source = self._source(connection, files, buffered, needles)
-            result = connection.sql(sql.replace("{source}", source), params=params)
+            sql = self._with_sources(connection, files, buffered, sql, needles)
+            result = connection.sql(sql, params=params)
             table: pa.Table = result.to_arrow_table()
             return table
         finally:
@@ -361,24 +435,26 @@ class LogStore:
         fetch: Any,
         *,
         stream: bool = False,
-        needles: Sequence[Sequence[str]] = (),
+        needles: Sequence[Sequence[_Group]] = ((),),
     ) -> Any:
-        """Run ``sql`` (with ``{source}`` for the tenant's rows) over one snapshot; retry when
-        a compaction removed a file between snapshot and read. ``needles`` (groups of
-        substrings, one of each group in every wanted line) skip row groups by their trigram
-        index."""
+        """Run ``sql`` (with ``{source0}``, ``{source1}``... for the tenant's rows) over one
+        snapshot; retry when a compaction removed a file between snapshot and read.
+        ``needles[i]`` (groups of substrings, one of each group in every wanted line) skip row
+        groups of ``{source<i>}`` by their trigram index."""
         for attempt in range(_SCAN_ATTEMPTS):
             snapshot = self.table.snapshot(tenant, start_ns, end_ns)
             connection = duckdb.connect()
             try:
-                source = self._source(connection, snapshot.files, snapshot.buffered, needles)
+                sql = self._with_sources(
+                    connection, snapshot.files, snapshot.buffered, sql, needles
+                )
             except FileNotFoundError:
                 connection.close()
                 if attempt == _SCAN_ATTEMPTS - 1:
                     raise
                 continue
             try:
-                result = connection.sql(sql.replace("{source}", source), params=params)
+                result = connection.sql(sql, params=params)
                 if stream:
                     return _closing(fetch(result), connection)
                 out = fetch(result)
@@ -390,26 +466,50 @@ class LogStore:
                     raise
         raise AssertionError("unreachable")
 
+    def _with_sources(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        files: Sequence[Path],
+        buffered: pa.Table | None,
+        sql: str,
+        needles: Sequence[Sequence[_Group]],
+    ) -> str:
+        for number, groups in enumerate(needles):
+            source = self._source(connection, files, buffered, groups)
+            sql = sql.replace(f"{{source{number}}}", source)
+        return sql
+
     def _source(
         self,
         connection: duckdb.DuckDBPyConnection,
         files: Sequence[Path],
         buffered: pa.Table | None,
-        needles: Sequence[Sequence[str]],
+        needles: Sequence[_Group],
     ) -> str:
         """SQL for the rows of ``files`` and ``buffered``. Row groups whose trigram index rules
         out a needle are skipped: a file keeping only some is read with a ``file_row_number``
-        range, which DuckDB prunes row groups by."""
+        range, which DuckDB prunes row groups by. The index of an encoded file is over its
+        templates, so what a needle prunes by there is a part of it every template of a
+        matching row holds (``_prune_of``)."""
         parts = []
-        whole: list[Path] = []
+        whole: dict[bool, list[Path]] = {True: [], False: []}  # by: is it encoded
+        by_line = [[value for value, _ in group] for group in needles]
+        by_template = [
+            [text for _, texts in group for text in texts or ()]
+            for group in needles
+            if all(texts is not None for _, texts in group)
+        ]
         for path in files:
-            groups = self.trigrams.candidates(path, needles) if needles else None
+            encoded = self.trigrams.encoded(path)
+            select = _ENCODED_SELECT if encoded else _PLAIN_SELECT
+            wanted = by_template if encoded else by_line
+            groups = self.trigrams.candidates(path, wanted) if wanted else None
             if groups is None:
-                whole.append(path)
+                whole[encoded].append(path)
                 continue
             sizes = self.trigrams.row_group_rows(path)
             if len(groups) == len(sizes):
-                whole.append(path)
+                whole[encoded].append(path)
                 continue
             starts = np.concatenate(([0], np.cumsum(sizes)))
             ranges = " OR ".join(
@@ -418,20 +518,35 @@ class LogStore:
             )
             if ranges:
                 parts.append(
-                    "SELECT * EXCLUDE (file_row_number) FROM read_parquet("
+                    f"SELECT {select} FROM read_parquet("
                     f"{_sql_string(str(path))}, file_row_number=true, {_NO_HIVE}) "
                     f"WHERE {ranges}"
                 )
-        if whole:
-            names = ", ".join(_sql_string(str(p)) for p in whole)
-            parts.insert(0, f"SELECT * FROM read_parquet([{names}], {_NO_HIVE})")
+        for encoded, paths in whole.items():
+            if paths:
+                names = ", ".join(_sql_string(str(p)) for p in paths)
+                select = _ENCODED_SELECT if encoded else _PLAIN_SELECT
+                parts.insert(0, f"SELECT {select} FROM read_parquet([{names}], {_NO_HIVE})")
         if buffered is not None and buffered.num_rows:
             connection.register("buffered_rows", buffered)
-            parts.append("SELECT * FROM buffered_rows")
+            parts.append(f"SELECT {_PLAIN_SELECT} FROM buffered_rows")
         if not parts:
             connection.register("buffered_rows", LOG_SCHEMA.empty_table())
-            parts.append("SELECT * FROM buffered_rows")
+            parts.append(f"SELECT {_PLAIN_SELECT} FROM buffered_rows")
         return "(" + " UNION ALL ".join(parts) + ")"
+
+    def rows_with_trace_id(self, tenant: str, trace_id: str, limit: int) -> pa.Table:
+        """``timestamp, stream, line, span_id`` of the lines carrying ``trace_id``, oldest
+        first (at most ``limit``): what the traces API shows next to a trace."""
+        parts = ", ".join(["stream", "span_id", *_LINE_PARTS])
+        sql = (
+            f"SELECT timestamp, stream, {_LINE} AS line, span_id FROM (SELECT {parts} "
+            f"FROM {{source0}} WHERE trace_id = ? ORDER BY timestamp LIMIT {int(limit)})"
+        )
+        table: pa.Table = self._run(
+            tenant, None, None, sql, [trace_id], lambda r: r.to_arrow_table()
+        )
+        return table
 
     def volume(
         self, tenant: str, stream_ids: Sequence[int], start_ns: int, end_ns: int

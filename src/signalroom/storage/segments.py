@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +48,7 @@ from prometheus_client import Counter, Gauge
 
 __all__ = [
     "CompactionResult",
+    "FileCodec",
     "PendingFlush",
     "RetentionResult",
     "SegmentSnapshot",
@@ -92,6 +93,24 @@ def validate_tenant(tenant: str) -> str:
     if not isinstance(tenant, str) or not _TENANT_RE.fullmatch(tenant):
         raise ValueError(f"invalid tenant {tenant!r}: expected 1-128 characters of [A-Za-z0-9_.-]")
     return tenant
+
+
+class FileCodec(Protocol):
+    """How a store's rows are laid out in its files, when not as the schema says (the log
+    store keeps line templates and variables). Files carry their format in their metadata,
+    so ``decode`` also reads files written before the codec (or by an older one)."""
+
+    write_options: Mapping[str, Any]
+    """``pq.write_table`` options for encoded tables (``use_dictionary``, ``column_encoding``,
+    ``compression_level``...), in place of the store's."""
+
+    def encode(self, table: pa.Table) -> pa.Table:
+        """Rows in the store schema, sorted, as the table a file stores (same row order)."""
+        ...
+
+    def decode(self, table: pa.Table, schema: pa.Schema) -> pa.Table:
+        """A file's whole table, as read, back in ``schema``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -221,6 +240,7 @@ class SegmentStore:
         dictionary_columns: Sequence[str] | None = None,
         column_encoding: Mapping[str, str] | None = None,
         file_metadata: Callable[[pa.Table, int], Mapping[bytes, bytes]] | None = None,
+        codec: FileCodec | None = None,
         name: str = "",
     ) -> None:
         self._root = Path(root)
@@ -237,9 +257,11 @@ class SegmentStore:
         )
         # e.g. {"timestamp": "DELTA_BINARY_PACKED"}: near-regular times cost ~0 bytes a row.
         self._column_encoding = dict(column_encoding) if column_encoding else None
-        # Extra footer key/values computed from each file's sorted rows (and its row group
-        # size), e.g. a per-row-group skip index; recomputed when compaction rewrites.
+        # Extra footer key/values computed from each file's sorted rows as written (encoded,
+        # with a codec) and its row group size, e.g. a per-row-group skip index; recomputed
+        # when compaction rewrites.
         self._file_metadata = file_metadata
+        self._codec = codec
         self._name = name or self._root.name
         if partition not in ("hour", "day"):
             raise ValueError(f"partition must be 'hour' or 'day', got {partition!r}")
@@ -645,11 +667,14 @@ class SegmentStore:
             removed = 0
             try:
                 for key, entry in entries:
-                    hits = pc.is_in(pq.read_table(entry.path, columns=[column])[column], wanted)
-                    count = int(pc.sum(hits).as_py() or 0)
+                    if self._codec is None:
+                        values = pq.read_table(entry.path, columns=[column])[column]
+                    else:
+                        values = self._read_files([str(entry.path)], [column], None)[column]
+                    count = int(pc.sum(pc.is_in(values, wanted)).as_py() or 0)
                     if count == 0:
                         continue
-                    table = pq.read_table(entry.path, schema=self._schema)
+                    table = self._read_files([str(entry.path)], list(self._schema.names), None)
                     kept = table.filter(pc.invert(pc.is_in(table[column], wanted)))
                     kept = kept.replace_schema_metadata(self._schema.metadata)
                     if kept.num_rows:
@@ -833,23 +858,31 @@ class SegmentStore:
         if state is not None:
             # Informational copy; the authoritative one is in _state.json.
             metadata[_META_COMMIT] = json.dumps(state, separators=(",", ":")).encode()
+        options: dict[str, Any] = {
+            "compression": self._compression,
+            "compression_level": self._compression_level,
+            "use_dictionary": self._dictionary,
+            "column_encoding": self._column_encoding,
+        }
+        rows = table.num_rows
+        if self._codec is not None:
+            table = self._codec.encode(table)
+            metadata.update(table.schema.metadata or {})
+            options.update(self._codec.write_options)
         if self._file_metadata is not None:
             metadata.update(self._file_metadata(table, self._row_group_rows))
         try:
             pq.write_table(
                 table.replace_schema_metadata(metadata),
                 tmp,
-                compression=self._compression,
-                compression_level=self._compression_level,
                 row_group_size=self._row_group_rows,
-                use_dictionary=self._dictionary,
-                column_encoding=self._column_encoding,
+                **options,
             )
             _fsync_file(tmp)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        entry = _FileEntry(final, file_id, table.num_rows, tmp.stat().st_size, min_ts, max_ts)
+        entry = _FileEntry(final, file_id, rows, tmp.stat().st_size, min_ts, max_ts)
         return tmp, entry
 
     def _merge(self, tenant: str, key: int, group: list[_FileEntry]) -> _FileEntry:
@@ -1061,8 +1094,18 @@ class SegmentStore:
     def _read_files(
         self, paths: list[str], columns: list[str], time_filter: ds.Expression | None
     ) -> pa.Table:
-        dataset = ds.dataset(paths, schema=self._schema, format="parquet")
-        return dataset.to_table(columns=columns, filter=time_filter)
+        if self._codec is None:
+            dataset = ds.dataset(paths, schema=self._schema, format="parquet")
+            return dataset.to_table(columns=columns, filter=time_filter)
+        parts = []
+        for path in paths:
+            table = self._codec.decode(pq.ParquetFile(path).read(), self._schema)
+            if time_filter is not None:
+                table = table.filter(time_filter)
+            parts.append(table.select(columns))
+        if not parts:
+            return pa.schema([self._schema.field(c) for c in columns]).empty_table()
+        return pa.concat_tables(parts)
 
     def _concat(self, tables: list[pa.Table]) -> pa.Table:
         if not tables:

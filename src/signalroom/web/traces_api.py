@@ -393,28 +393,10 @@ async def trace_logs(
 
 
 def _logs_of_trace(logs: Any, tenant: str, trace_id: str, limit: int) -> list[dict[str, Any]]:
-    table = logs.store.table
-    snapshot = table.snapshot(tenant)
-    connection = duckdb.connect()
-    try:
-        parts = []
-        if snapshot.files:
-            files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in snapshot.files)
-            parts.append(f"SELECT * FROM read_parquet([{files}])")
-        if snapshot.buffered.num_rows:
-            connection.register("buffered_logs", snapshot.buffered)
-            parts.append("SELECT * FROM buffered_logs")
-        if not parts:
-            return []
-        sql = (
-            "SELECT timestamp, stream, line, span_id FROM (" + " UNION ALL ".join(parts) + ") "
-            f"WHERE trace_id = ? ORDER BY timestamp LIMIT {int(limit)}"
-        )
-        result = connection.sql(sql, params=[trace_id]).to_arrow_table().to_pylist()
-    finally:
-        connection.close()
+    # The log store rebuilds lines of encoded segment files (templates + variables).
+    rows = logs.store.rows_with_trace_id(tenant, trace_id, limit).to_pylist()
     return [
         {"timestamp": str(r["timestamp"]), "stream": r["stream"], "line": r["line"],
          "spanID": r["span_id"]}
-        for r in result
+        for r in rows
     ]  # fmt: skip
