@@ -281,6 +281,10 @@ class Dispatcher:
                 task = asyncio.create_task(self._flush_task(ag, now))
                 self._flushes.add(task)
                 task.add_done_callback(self._flushes.discard)
+                # One turn of the loop per group: its flush runs up to its request before the
+                # next group's starts, so a burst of groups notifies one after another rather
+                # than all at the end (the last one is as late either way).
+                await asyncio.sleep(0)
             self._wake.clear()
             delay = self.cleanup_interval.total_seconds()
             if self._heap:
