@@ -1245,7 +1245,7 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> tuple[float
     observations = merged[-1][1]
     if observations == 0:
         return math.nan, forced
-    rank = q * observations
+    rank = q * float(observations)  # a Python float: 0 x inf is NaN without a NumPy warning
     idx = len(merged) - 1
     for i in range(len(merged) - 1):
         if merged[i][1] >= rank:

@@ -14,13 +14,15 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["FileEntry", "TraceIndex", "fingerprints"]
+__all__ = ["FileEntry", "PerFileIndex", "TraceIndex", "fingerprints"]
+
+EntryT = TypeVar("EntryT")
 
 _NIBBLE = np.zeros(256, np.uint8)
 for _digit, _char in enumerate(b"0123456789abcdef"):
@@ -85,12 +87,24 @@ def _time_bounds(metadata: pq.FileMetaData) -> tuple[int, int]:
         return -(2**63), 2**63 - 1
 
 
-class TraceIndex:
-    """Per-file trace-id fingerprints and footers, shared by every reader; thread-safe."""
+class PerFileIndex(Generic[EntryT]):
+    """Entries about immutable segment files, by path, shared by every reader (thread-safe);
+    an entry goes when its file leaves the store (compaction, retention)."""
 
     def __init__(self) -> None:
-        self._entries: dict[Path, FileEntry] = {}
+        self._entries: dict[Path, EntryT] = {}
         self._lock = threading.Lock()
+
+    def retain(self, live: Sequence[Path]) -> None:
+        """Forget files that are no longer in the store."""
+        keep = set(live)
+        with self._lock:
+            for path in [p for p in self._entries if p not in keep]:
+                del self._entries[path]
+
+
+class TraceIndex(PerFileIndex[FileEntry]):
+    """Per-file trace-id fingerprints and footers."""
 
     def __len__(self) -> int:
         with self._lock:
@@ -136,10 +150,3 @@ class TraceIndex:
                     continue
                 built += 1
         return built
-
-    def retain(self, live: Sequence[Path]) -> None:
-        """Forget files that are no longer in the store."""
-        keep = set(live)
-        with self._lock:
-            for path in [p for p in self._entries if p not in keep]:
-                del self._entries[path]

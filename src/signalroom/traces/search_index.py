@@ -31,7 +31,6 @@ buffer (not in a file yet).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from signalroom.traces.index import PerFileIndex
 from signalroom.traces.model import STATUS_ERROR
 
 __all__ = ["SearchIndex", "SearchProbe", "SearchSummary", "search_probe"]
@@ -290,13 +290,12 @@ def _within_budget(keys: pa.Table, budget: int) -> tuple[pa.Table, frozenset[str
     return keys.filter(keep), left_out
 
 
-class SearchIndex:
-    """Search summaries of segment files, shared by every reader; thread-safe."""
+class SearchIndex(PerFileIndex[SearchSummary | None]):
+    """Search summaries of segment files (None: a file that could not be summarised)."""
 
     def __init__(self, max_bits_per_row: int = MAX_BITS_PER_ROW) -> None:
+        super().__init__()
         self.max_bits_per_row = max_bits_per_row
-        self._entries: dict[Path, SearchSummary | None] = {}
-        self._lock = threading.Lock()
         self._duckdb = duckdb.connect()
 
     def __len__(self) -> int:
@@ -351,10 +350,3 @@ class SearchIndex:
                 continue
             built += 1
         return built
-
-    def retain(self, live: Sequence[Path]) -> None:
-        """Forget files that are no longer in the store."""
-        keep = set(live)
-        with self._lock:
-            for path in [p for p in self._entries if p not in keep]:
-                del self._entries[path]
