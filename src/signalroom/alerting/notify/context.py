@@ -30,24 +30,6 @@ class FlushContext:
     # the copies FanoutStage makes, awaited by ``settle`` before the flush counts as done.
     background: list[asyncio.Task[object]] = field(default_factory=list)
 
-    def fork(self) -> FlushContext:
-        """A copy for one branch of a fan-out (``dataclasses.replace`` costs ~10x as much,
-        once per integration on every flush). Lists are shared as replace shares them."""
-        return FlushContext(
-            self.now,
-            self.group_key,
-            self.group_labels,
-            self.receiver,
-            self.repeat_interval,
-            self.mute_time_intervals,
-            self.active_time_intervals,
-            self.tenant,
-            self.deadline,
-            self.firing,
-            self.resolved,
-            self.background,
-        )
-
     async def settle(self) -> None:
         """Wait for the background work of this flush; raises its first error."""
         if not self.background:

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -90,14 +90,14 @@ class FanoutStage:
             # The usual receiver with one integration: awaited in line, without the task
             # gather would wrap it in.
             try:
-                await self.stages[0].exec(ctx.fork(), list(alerts))
+                await self.stages[0].exec(replace(ctx), list(alerts))
             except (asyncio.CancelledError, PipelineError):
                 raise
             except Exception as exc:
                 raise PipelineError(str(exc)) from exc
             return ctx, alerts
         results = await asyncio.gather(
-            *(s.exec(ctx.fork(), list(alerts)) for s in self.stages), return_exceptions=True
+            *(s.exec(replace(ctx), list(alerts)) for s in self.stages), return_exceptions=True
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         for err in errors:
