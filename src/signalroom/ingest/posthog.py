@@ -275,6 +275,22 @@ def _record(
     return record
 
 
+def _posthog_record(
+    raw: Any, *, now_ns: int, sent_ns: int | None, skew: bool, new_id: Callable[[], str]
+) -> dict[str, Any]:
+    """:func:`_record` with PostHog's field names (``event``, ``distinct_id``, ``uuid``)."""
+    return _record(
+        raw,
+        name_key="event",
+        user_keys=("distinct_id", "$distinct_id"),
+        id_key="uuid",
+        now_ns=now_ns,
+        sent_ns=sent_ns,
+        skew=skew,
+        new_id=new_id,
+    )
+
+
 def _random_id() -> str:
     return str(uuid.uuid4())
 
@@ -494,16 +510,7 @@ def posthog_columns(payload: Any, *, now_ns: int, id_seed: int | None = None) ->
                 event_sent = parse_timestamp_ns(raw["sent_at"])
             except (ValueError, OverflowError):
                 event_sent = None
-        record = _record(
-            raw,
-            name_key="event",
-            user_keys=("distinct_id", "$distinct_id"),
-            id_key="uuid",
-            now_ns=now_ns,
-            sent_ns=event_sent,
-            skew=skew,
-            new_id=new_id,
-        )
+        record = _posthog_record(raw, now_ns=now_ns, sent_ns=event_sent, skew=skew, new_id=new_id)
         if "error" in record:
             errors.append((len(names), record))
             continue
@@ -542,11 +549,8 @@ def _drop_rows(cols: CaptureColumns, rows: list[int], raws: list[Any], now_ns: i
     keep[rows] = False
     for i in rows:
         event_id = cols.event_id[i]
-        record = _record(
+        record = _posthog_record(
             raws[i],
-            name_key="event",
-            user_keys=("distinct_id", "$distinct_id"),
-            id_key="uuid",
             now_ns=now_ns,
             sent_ns=None,
             skew=False,

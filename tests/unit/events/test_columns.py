@@ -14,7 +14,7 @@ import pytest
 from signalroom.events.consumer import RecentIds, _serialise
 from signalroom.events.schemas.registry import SchemaRegistry
 from signalroom.ingest.posthog import (
-    _record,
+    _posthog_record,
     _seeded_ids,
     parse_posthog,
     parse_timestamp_ns,
@@ -32,16 +32,7 @@ def one_by_one(body: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     sent = parse_timestamp_ns(body["sent_at"]) if "sent_at" in body else None
     new_id = _seeded_ids(seed)
     return [
-        _record(
-            raw,
-            name_key="event",
-            user_keys=("distinct_id", "$distinct_id"),
-            id_key="uuid",
-            now_ns=NOW,
-            sent_ns=sent,
-            skew=True,
-            new_id=new_id,
-        )
+        _posthog_record(raw, now_ns=NOW, sent_ns=sent, skew=True, new_id=new_id)
         for raw in body["batch"]
     ]
 
