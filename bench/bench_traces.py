@@ -357,6 +357,19 @@ def _is_push(key: str) -> bool:
     return key.startswith(_PUSH_PREFIXES)
 
 
+def _carried(results: dict[str, Any], part: str, flag: str, text: Any, load_key: str) -> str:
+    """Carry ``part``'s last recorded figures into ``results`` (marked with when they were
+    measured) and say so for the README line."""
+    previous, stamp = _previous(part)
+    if not previous:
+        return f"{part} not run ({flag})"
+    results.update(previous, **{f"{part}_recorded_at": stamp})
+    return (
+        f"{part} not run ({flag}; from {stamp}: {text(previous)}, load "
+        f"{previous.get(load_key + '_start')}-{previous.get(load_key + '_end')})"
+    )
+
+
 def _previous(part: str) -> tuple[dict[str, Any], str]:
     """The last recorded figures of ``part`` ("push" or "search") and when they were measured
     (their own ``<part>_recorded_at`` when an earlier run carried them over already)."""
@@ -437,38 +450,16 @@ def main() -> None:
         return
     # A run of one part carries the other part's last recorded figures, marked with when
     # they were measured, so traces.json always holds both.
-    parts = []
-    if args.skip_push:
-        previous, stamp = _previous("push")
-        if previous:
-            results.update(previous, push_recorded_at=stamp)
-            parts.append(
-                f"push not run (--skip-push; from {stamp}: {_push_text(previous)}, load "
-                f"{previous.get('load_average_push_start')}-"
-                f"{previous.get('load_average_push_end')})"
-            )
-        else:
-            parts.append("push not run (--skip-push)")
-    else:
-        parts.append(
-            f"{_push_text(results)} (load {results['load_average_push_start']}-"
-            f"{results['load_average_push_end']})"
-        )
-    if args.push_only:
-        previous, stamp = _previous("search")
-        if previous:
-            results.update(previous, search_recorded_at=stamp)
-            parts.append(
-                f"search not run (--push-only; from {stamp}: {_search_text(previous)}, load "
-                f"{previous.get('load_average_1m_start')}-{previous.get('load_average_1m_end')})"
-            )
-        else:
-            parts.append("search not run (--push-only)")
-    else:
-        parts.append(
-            f"{_search_text(results)}; load {results['load_average_1m_start']}-"
-            f"{results['load_average_1m_end']}"
-        )
+    parts = [
+        _carried(results, "push", "--skip-push", _push_text, "load_average_push")
+        if args.skip_push
+        else f"{_push_text(results)} (load {results['load_average_push_start']}-"
+        f"{results['load_average_push_end']})",
+        _carried(results, "search", "--push-only", _search_text, "load_average_1m")
+        if args.push_only
+        else f"{_search_text(results)}; load {results['load_average_1m_start']}-"
+        f"{results['load_average_1m_end']}",
+    ]
     record("traces", results, "; ".join(parts))
 
 
