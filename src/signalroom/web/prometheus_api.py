@@ -286,16 +286,8 @@ def _matrix_json(value: Matrix) -> str:
 def _vector_json(value: Vector) -> str:
     samples = value.samples
     texts = _format_values([s.value for s in samples])
-    stamps = {s.timestamp_ms for s in samples}
-    if len(stamps) == 1:  # an instant query's answer: one time for all
-        (only,) = stamps
-        stamp = json.dumps(timestamp_json(only))
-        out = [
-            f'{{"metric":{_labels_json(s.labels)},"value":[{stamp},"{text}"]}}'
-            for s, text in zip(samples, texts, strict=True)
-        ]
-        return "[" + ",".join(out) + "]"
-    stamp_text = {t: json.dumps(timestamp_json(t)) for t in stamps}
+    # an instant query's samples share one time: each distinct time written once
+    stamp_text = {t: json.dumps(timestamp_json(t)) for t in {s.timestamp_ms for s in samples}}
     out = [
         f'{{"metric":{_labels_json(s.labels)},"value":[{stamp_text[s.timestamp_ms]},"{text}"]}}'
         for s, text in zip(samples, texts, strict=True)
@@ -326,11 +318,6 @@ def query_body(result: Result) -> bytes:
     if result.infos:
         body += ',"infos":' + _dumps(list(result.infos))
     return (body + "}").encode()
-
-
-def query_response(result: Result) -> Response:
-    """A successful query's response."""
-    return Response(query_body(result), media_type="application/json")
 
 
 def encode_result(result: Result) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from signalroom.web.prometheus_api import (
     encode_result,
     format_value,
     parse_time_ms,
-    query_response,
+    query_body,
     success,
 )
 from signalroom.web.server import create_http_app
@@ -307,7 +307,7 @@ def test_matrix_body_is_byte_identical_to_json_response() -> None:
                np.array(_AWKWARD_VALUES)),
     ]  # fmt: skip
     result = Result(Matrix(series), ["PromQL warning: w"], ['PromQL info: "i"'])
-    body = bytes(query_response(result).body)
+    body = query_body(result)
     assert body == _reference_body(result)
     decoded = json.loads(body)
     assert decoded["data"]["result"][0]["values"][1] == [1.5, "-0"]
@@ -323,7 +323,7 @@ def test_vector_and_scalar_bodies_are_byte_identical_to_json_response() -> None:
     ]
     for value in (Vector(samples), Vector([]), Scalar(1e-7, 1_000), String('x"y', 2_500)):
         result = Result(value)
-        assert query_response(result).body == _reference_body(result)
+        assert query_body(result) == _reference_body(result)
 
 
 def test_format_values_matches_format_value_one_by_one() -> None:
