@@ -320,8 +320,10 @@ def line_sql(prefix: str = "") -> str:
         )
     for k, byte in enumerate(_HEX_BYTES):
         expression = f"replace({expression}, {_chr(byte)}, coalesce({prefix}h{k}, ''))"
+    # The template alone says whether the timestamp mark is there (variables are digits and
+    # hex letters): testing the expanded text would build it twice per row.
     expression = (
-        f"CASE WHEN contains({expression}, {_chr(_TS_BYTE)}) "
+        f"CASE WHEN contains({prefix}tpl, {_chr(_TS_BYTE)}) "
         f"THEN replace({expression}, {_chr(_TS_BYTE)}, {timestamp_sql(prefix)}) "
         f"ELSE {expression} END"
     )
